@@ -1,0 +1,114 @@
+"""The /newspicgen/v1 routes, mountable on any FastAPI app.
+
+Inside the WebUI `extension.webui` mounts them in on_app_started with the
+WebUI's own txt2img; the tests mount them on a plain FastAPI app. Handlers are
+plain `def`s: FastAPI runs them in its thread pool, so a slow prompt server
+never blocks the event loop, and txt2img goes through the WebUI's own queue lock.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+import pydantic
+
+try:  # inside the WebUI the repo is loaded under a namespace package of our own
+    from ..prompt_server.client import PromptServerError, ServerTimeout, ServerUnreachable
+    from ..prompt_server.instruction import EmptyNewsError
+    from ..style_presets.compose import SETTING_KEYS, OverrideError
+    from ..style_presets.store import PresetNotFound
+except ImportError:  # top-level import (CLI, tests)
+    from prompt_server.client import PromptServerError, ServerTimeout, ServerUnreachable
+    from prompt_server.instruction import EmptyNewsError
+    from style_presets.compose import SETTING_KEYS, OverrideError
+    from style_presets.store import PresetNotFound
+
+from .api_models import ComposedResponse, ErrorBody, PresetList, PromptRequest, Txt2ImgRequest, Txt2ImgResponse
+from .config import ConfigError, NewsPicGenConfig
+from .pipeline import compose_news
+
+PREFIX = "/newspicgen/v1"
+TAGS = ["NewsPicGen"]
+
+
+class Txt2ImgUnavailable(RuntimeError):
+    """The WebUI's txt2img API is not there (WebUI started without --api)."""
+
+
+Txt2Img = Callable[[Dict[str, Any]], Dict[str, Any]]  # payload -> {"images": [...], "info": str}
+
+_ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in {
+    404: "unknown preset", 422: "empty news or a bad override",
+    502: "the prompt server answered with an error", 503: "the prompt server (or the WebUI's txt2img) is not reachable",
+    504: "the prompt server did not answer in time"}.items()}
+
+
+def error_status(exc: BaseException) -> Optional[int]:
+    """HTTP status for an error the caller or the set-up can fix; None = a bug (500)."""
+    if isinstance(exc, PresetNotFound):
+        return 404
+    if isinstance(exc, (EmptyNewsError, OverrideError, pydantic.ValidationError)):
+        return 422
+    if isinstance(exc, (ServerUnreachable, Txt2ImgUnavailable)):
+        return 503
+    if isinstance(exc, ServerTimeout):
+        return 504
+    if isinstance(exc, (PromptServerError, ConfigError)):
+        return 502
+    return None
+
+
+def _http_error(exc: Exception) -> Exception:
+    from fastapi import HTTPException  # the WebUI's own fastapi; not needed to import this module
+    status = error_status(exc)
+    return exc if status is None else HTTPException(status_code=status, detail=str(exc))
+
+
+def split_overrides(overrides: Optional[Mapping[str, Any]]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(preset setting overrides, other txt2img fields)."""
+    overrides = dict(overrides or {})
+    settings = {k: v for k, v in overrides.items() if k in SETTING_KEYS}
+    return settings, {k: v for k, v in overrides.items() if k not in SETTING_KEYS}
+
+
+def mount_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2img: Optional[Txt2Img] = None,
+                 available: Callable[[], Any] = lambda: None, dependencies: Optional[list] = None) -> None:
+    """Add the NewsPicGen routes to `app`; `dependencies` e.g. the WebUI's --api-auth check."""
+
+    def compose_for(req: PromptRequest, overrides: Optional[Mapping[str, Any]] = None):
+        return compose_news(get_config(), req.title, req.content, preset=req.preset, seed=req.seed,
+                            overrides=overrides, available=available())
+
+    def prompt(req: PromptRequest) -> Dict[str, Any]:
+        try:
+            return compose_for(req).to_dict()
+        except Exception as exc:
+            raise _http_error(exc) from exc
+
+    def presets() -> Dict[str, Any]:
+        try:
+            config = get_config()
+            store = config.store()
+            return {"presets": [p.to_dict() for p in store.list()],
+                    "builtin": [n for n in store.names() if store.is_builtin(n)],
+                    "families": list(store.families()), "default_family": config.family,
+                    "errors": [str(e) for e in store.errors]}
+        except Exception as exc:
+            raise _http_error(exc) from exc
+
+    def run_txt2img(req: Txt2ImgRequest) -> Dict[str, Any]:
+        try:
+            if txt2img is None:
+                raise Txt2ImgUnavailable("the WebUI's txt2img API is not available; start the WebUI with --api")
+            setting_overrides, passthrough = split_overrides(req.overrides)
+            composed = compose_for(req, setting_overrides)
+            result = txt2img({**passthrough, **composed.txt2img_payload()})  # the composed prompt wins
+            return {**composed.to_dict(), "images": result["images"], "info": result["info"]}
+        except Exception as exc:
+            raise _http_error(exc) from exc
+
+    app.add_api_route(f"{PREFIX}/prompt", prompt, methods=["POST"], response_model=ComposedResponse,
+                      responses=_ERRORS, tags=TAGS, dependencies=dependencies, summary="News -> picture prompt + composed txt2img prompt")
+    app.add_api_route(f"{PREFIX}/presets", presets, methods=["GET"], response_model=PresetList,
+                      responses=_ERRORS, tags=TAGS, dependencies=dependencies, summary="Style presets (built-in and user)")
+    app.add_api_route(f"{PREFIX}/txt2img", run_txt2img, methods=["POST"], response_model=Txt2ImgResponse,
+                      responses=_ERRORS, tags=TAGS, dependencies=dependencies, summary="News -> picture, through the WebUI's own txt2img")

@@ -1,0 +1,101 @@
+"""The "NewsPicGen" section of the WebUI's Settings, and the config read from it.
+
+`register_settings()` runs in `script_callbacks.on_ui_settings`;
+`config_from_opts()` turns `shared.opts` into a NewsPicGenConfig on every use, so
+a changed setting applies to the next request without a restart.
+Environment variables win over the settings page (NEWSPICGEN_SERVER_URL,
+NEWSPICGEN_API_KEY): a launcher script can point the WebUI at its server, and
+a key given that way never sits in the WebUI's config.json.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional
+
+from .config import (DEFAULT_SERVER_URL, DEFAULT_TIMEOUT, ENV_API_KEY, ENV_SERVER_URL, MODES,
+                     NewsPicGenConfig, optional_text, parse_timeout)
+
+SECTION = ("newspicgen", "NewsPicGen")
+
+KEY_SERVER_URL = "newspicgen_server_url"
+KEY_API_KEY = "newspicgen_api_key"
+KEY_TIMEOUT = "newspicgen_timeout"
+KEY_MODE = "newspicgen_mode"
+KEY_FAMILY = "newspicgen_family"
+KEY_PRESET_DIR = "newspicgen_preset_dir"
+
+
+def default_preset_dir(data_path: str) -> str:
+    """User presets live in the WebUI's data folder, so updating the extension never touches them."""
+    return os.path.join(data_path, "newspicgen", "presets")
+
+
+def option_specs(data_path: str) -> list[dict[str, Any]]:
+    """What to register, as plain data (the unit tests check it without a WebUI)."""
+    return [
+        dict(key=KEY_SERVER_URL, default=DEFAULT_SERVER_URL, label="Prompt server URL",
+             info=f"SGLang or `python -m prompt_server serve`; the {ENV_SERVER_URL} environment variable overrides this"),
+        dict(key=KEY_API_KEY, default="", label="Prompt server API key", kind="password",
+             info=f"sent as a Bearer token; leave empty if the server has none; {ENV_API_KEY} overrides this"),
+        dict(key=KEY_TIMEOUT, default=int(DEFAULT_TIMEOUT), label="Prompt server timeout (seconds)", kind="number"),
+        dict(key=KEY_MODE, default="regex", label="Output constraint", kind="dropdown", choices=list(MODES),
+             info="regex for SGLang and the bundled engine; json_schema for other OpenAI-compatible servers"),
+        dict(key=KEY_FAMILY, default="", label="Default preset family", kind="family",
+             info="empty = the built-in defaults for each picture type"),
+        dict(key=KEY_PRESET_DIR, default=default_preset_dir(data_path), label="User preset folder",
+             info="your own presets; built-in presets are read-only"),
+    ]
+
+
+def config_from_opts(opts: Any, environ: Optional[Mapping[str, str]] = None) -> NewsPicGenConfig:
+    """NewsPicGenConfig from `shared.opts` (anything with attributes), env vars first."""
+    env = os.environ if environ is None else environ
+
+    def get(key: str, default: Any = None) -> Any:
+        return getattr(opts, key, default)
+
+    timeout = get(KEY_TIMEOUT, DEFAULT_TIMEOUT)
+    return NewsPicGenConfig(
+        server_url=optional_text(env.get(ENV_SERVER_URL)) or optional_text(get(KEY_SERVER_URL)) or DEFAULT_SERVER_URL,
+        api_key=optional_text(env.get(ENV_API_KEY)) or optional_text(get(KEY_API_KEY)),
+        timeout=parse_timeout(timeout, "Settings > NewsPicGen > timeout") if timeout not in (None, "") else DEFAULT_TIMEOUT,
+        mode=optional_text(get(KEY_MODE)) or "regex",
+        family=optional_text(get(KEY_FAMILY)),
+        preset_dir=optional_text(get(KEY_PRESET_DIR)),
+    )
+
+
+def _family_choices() -> dict[str, Any]:
+    """Families of the presets on disk, read when the Settings page is built."""
+    from modules import shared  # noqa: WebUI only
+    try:
+        store = config_from_opts(shared.opts).store()
+        families = list(store.families())
+    except Exception:  # a broken preset folder must not break the Settings page
+        families = []
+    return {"choices": [""] + families, "allow_custom_value": True}  # a family not on disk yet stays usable
+
+
+def register_settings() -> None:
+    """on_ui_settings callback: add the NewsPicGen section."""
+    import gradio as gr
+    from modules import shared, paths_internal  # noqa: WebUI only
+
+    for spec in option_specs(paths_internal.data_path):
+        kind = spec.get("kind")
+        component, args = None, None
+        if kind == "password":
+            component, args = gr.Textbox, {"type": "password"}
+        elif kind == "number":
+            component, args = gr.Number, {"precision": 0}
+        elif kind == "dropdown":
+            component, args = gr.Dropdown, {"choices": spec["choices"]}
+        elif kind == "family":
+            component, args = gr.Dropdown, _family_choices
+        info = shared.OptionInfo(spec["default"], spec["label"], component, args, section=SECTION,
+                                 # the key cannot be set through POST /sdapi/v1/options (A1111 still
+                                 # lists all options on GET: NEWSPICGEN_API_KEY keeps it out of there)
+                                 restrict_api=(kind == "password"))
+        if spec.get("info"):
+            info = info.info(spec["info"])
+        shared.opts.add_option(spec["key"], info)

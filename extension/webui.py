@@ -1,0 +1,137 @@
+"""The WebUI side: callbacks, hooks for the tab, and the WebUI's own txt2img.
+
+Imported only inside AUTOMATIC1111 / Forge (by scripts/newspicgen.py).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, List, Optional
+
+try:  # inside the WebUI the repo is loaded under a namespace package of our own
+    from ..style_presets.availability import Availability
+except ImportError:  # top-level import (tests)
+    from style_presets.availability import Availability
+
+from .api import Txt2ImgUnavailable, mount_routes
+from .config import NewsPicGenConfig
+from .settings import config_from_opts, register_settings
+from .webui_hooks import WebUIHooks
+
+TAB_TITLE = "NewsPicGen"
+TAB_ID = "newspicgen"
+
+
+def get_config() -> NewsPicGenConfig:
+    from modules import shared
+    return config_from_opts(shared.opts)
+
+
+def preset_choices() -> List[str]:
+    """"" (the default for the type) plus every preset name; a broken folder gives just ""."""
+    try:
+        return [""] + get_config().store().names()
+    except Exception as exc:
+        print(f"NewsPicGen: cannot list presets: {exc}")
+        return [""]
+
+
+def _lora_names() -> Optional[set]:
+    networks = sys.modules.get("networks")  # the built-in Lora extension's module (A1111 and Forge)
+    table = getattr(networks, "available_networks", None)
+    if table is None:
+        return None
+    return set(table) | set(getattr(networks, "available_network_aliases", {}) or {})
+
+
+def _embedding_names() -> Optional[set]:
+    try:
+        from modules import sd_hijack
+        db = sd_hijack.model_hijack.embedding_db  # absent in Forge
+    except Exception:
+        return None
+    return set(getattr(db, "word_embeddings", {}) or {})
+
+
+def available() -> Optional[Availability]:
+    """LoRAs and embeddings the WebUI has now; None when either is unknown."""
+    loras, embeddings = _lora_names(), _embedding_names()
+    if loras is None or embeddings is None:
+        return None
+    return Availability(loras=loras, embeddings=embeddings)
+
+
+def register_paste(button: Any, tabname: str, infotext_component: Any) -> None:
+    try:
+        from modules import infotext_utils as paste
+    except ImportError:  # WebUI before 1.8
+        from modules import generation_parameters_copypaste as paste
+    paste.register_paste_params_button(paste.ParamBinding(
+        paste_button=button, tabname=tabname, source_text_component=infotext_component))
+
+
+def warn(message: str) -> None:
+    import gradio as gr
+    print(f"NewsPicGen: {message}")
+    if hasattr(gr, "Warning"):
+        gr.Warning(message)
+
+
+def hooks() -> WebUIHooks:
+    return WebUIHooks(available=available, register_paste=register_paste, warn=warn, in_webui=True)
+
+
+def _txt2img_endpoint(app: Any):
+    for route in getattr(app, "routes", []):
+        if getattr(route, "path", None) == "/sdapi/v1/txt2img":
+            return route.endpoint  # the bound method Api.text2imgapi of the WebUI's own Api
+    return None
+
+
+def webui_txt2img(app: Any):
+    """A txt2img backend calling the WebUI's own Api.text2imgapi (its queue lock, its scripts)."""
+
+    def run(payload: Dict[str, Any]) -> Dict[str, Any]:
+        endpoint = _txt2img_endpoint(app)
+        if endpoint is None:
+            raise Txt2ImgUnavailable("the WebUI's txt2img API is not available; start the WebUI with --api")
+        from modules.api import models
+        response = endpoint(models.StableDiffusionTxt2ImgProcessingAPI(**payload))
+        return {"images": list(response.images or []), "info": response.info}
+
+    return run
+
+
+def _auth_dependencies(app: Any) -> Optional[list]:
+    """With --api-auth the WebUI's own routes need credentials; ours too."""
+    from modules import shared
+    endpoint = _txt2img_endpoint(app)
+    api = getattr(endpoint, "__self__", None)
+    if not getattr(shared.cmd_opts, "api_auth", None) or not hasattr(api, "auth"):
+        return None
+    from fastapi import Depends
+    return [Depends(api.auth)]
+
+
+def on_app_started(demo: Any, app: Any) -> None:
+    mount_routes(app, get_config, txt2img=webui_txt2img(app), available=available,
+                 dependencies=_auth_dependencies(app))
+
+
+def on_ui_tabs():
+    try:
+        from .tab import build_tab
+        blocks = build_tab(get_config, hooks())
+    except Exception:
+        from modules import errors
+        errors.report("NewsPicGen: the tab could not be built; the API routes and the always-on script still work",
+                      exc_info=True)
+        return []
+    return [(blocks, TAB_TITLE, TAB_ID)]
+
+
+def register() -> None:
+    """Called each time the WebUI (re)loads scripts/newspicgen.py; it cleared its callbacks before."""
+    from modules import script_callbacks
+    script_callbacks.on_ui_settings(register_settings)
+    script_callbacks.on_ui_tabs(on_ui_tabs)
+    script_callbacks.on_app_started(on_app_started)

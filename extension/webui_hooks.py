@@ -1,0 +1,59 @@
+"""What the NewsPicGen tab may ask of the WebUI it runs in.
+
+`extension/tab.py` is built against this dataclass only, so the same tab runs
+inside the WebUI (the scripts entry passes hooks backed by `modules.*`) and
+outside it (tests, demos: `WebUIHooks()` with the harmless defaults below).
+Nothing here imports gradio or `modules`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:  # only for the annotation; style_presets stays importable on its own
+    try:
+        from ..style_presets.availability import Availability
+    except ImportError:
+        from style_presets.availability import Availability
+
+log = logging.getLogger("newspicgen")
+
+PASTE_TABS = ("txt2img", "img2img")
+
+
+def _unknown_availability() -> "Optional[Availability]":
+    return None
+
+
+def _no_paste(button: Any, tabname: str, infotext_component: Any) -> None:
+    return None
+
+
+def _log_warning(message: str) -> None:
+    log.warning("%s", message)
+
+
+@dataclass
+class WebUIHooks:
+    """Callbacks into the WebUI; every field has a standalone default.
+
+    available():  the LoRAs and embeddings the WebUI has right now, or None when
+                  unknown (outside the WebUI, or embeddings not loaded yet) — the
+                  preview then marks nothing as missing.
+    register_paste(button, tabname, infotext_component):  make `button` a
+                  "Send to <tabname>" button ("txt2img" | "img2img") through the
+                  WebUI's paste-parameters mechanism: on click the WebUI parses the
+                  infotext in `infotext_component` (a gr.Textbox, may be hidden) the
+                  way PNG Info does and fills prompt, negative prompt, steps,
+                  sampler, CFG, size. Call it while building the Blocks; the WebUI
+                  wires the click after all tabs are built. Outside: no-op.
+    warn(message): show a warning to the user (inside the WebUI: a gradio toast
+                  and the console). Never pass secrets.
+    in_webui:     True when the hooks are backed by a running WebUI.
+    """
+
+    available: Callable[[], "Optional[Availability]"] = field(default=_unknown_availability)
+    register_paste: Callable[[Any, str, Any], None] = field(default=_no_paste)
+    warn: Callable[[str], None] = field(default=_log_warning)
+    in_webui: bool = False

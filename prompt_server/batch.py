@@ -1,0 +1,568 @@
+"""`python -m prompt_server batch INPUT --out DIR`: a file of articles to prompts (and pictures).
+
+Data flows one way:
+
+    INPUT -> work queue -> N prompt workers -> [1 picture worker -> WebUI] -> result queue
+          -> the writer (the main thread) -> DIR/prompts.jsonl | DIR/failed.jsonl
+
+Only the main thread writes, one fsync'd line per article, so Ctrl-C, SIGTERM
+or a crash never leaves half a line and never loses a finished article. A rerun
+skips ids already in prompts.jsonl and retries everything else, including the
+ids in failed.jsonl, which ends each run holding only the still-failing ones.
+
+Exit status: 0 all done, 1 some articles failed (rerun to retry them), 2 the
+run could not start or was stopped (server unreachable, bad credentials),
+130 / 143 interrupted by SIGINT / SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+HELP = ("turn a JSONL/CSV file of articles into prompts (and pictures with --webui); "
+        "resumable: rerun with the same --out to continue")
+
+DEAD_AFTER = 3            # this many "unreachable" failures in a row -> check /health, stop if down
+BACKOFF_BASE_S = 0.5      # retry k waits BACKOFF_BASE_S * 2**k (+ jitter), capped
+BACKOFF_MAX_S = 10.0
+PLAIN_PROGRESS_EVERY_S = 5.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="INPUT", help="JSONL or CSV with id, title, content "
+                        "(a missing id gets a stable one from the content)")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder: prompts.jsonl, failed.jsonl, images/")
+    parser.add_argument("--server", metavar="URL", default=None,
+                        help="prompt server base URL (default: $NEWSPICGEN_SERVER_URL or http://127.0.0.1:30000)")
+    parser.add_argument("--api-key", default=None,
+                        help="API key of the prompt server (default: $NEWSPICGEN_API_KEY)")
+    parser.add_argument("--mode", choices=("regex", "json_schema"), default="regex",
+                        help="constraint sent to the server: regex (SGLang, embedded engine) or "
+                             "json_schema (vLLM, llama.cpp, Ollama, LM Studio)")
+    parser.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
+                        help="prompt requests in flight at once (default 4)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--preset", metavar="NAME", help="one style preset for every article")
+    group.add_argument("--family", metavar="F", help="per-type default presets from this family")
+    parser.add_argument("--preset-dir", metavar="DIR", default=None,
+                        help="user preset folder (default: $NEWSPICGEN_PRESET_DIR or the per-user config dir)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="sampling seed for every prompt, and the picture seed with --webui")
+    parser.add_argument("--retries", type=_non_negative_int, default=2, metavar="N",
+                        help="retries per article for temporary errors, with backoff (default 2)")
+    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                        help="seconds to wait for one prompt (default 120)")
+    parser.add_argument("--webui", metavar="URL", default=None,
+                        help="also make pictures with this WebUI's /sdapi/v1/txt2img (start it with --api)")
+    parser.add_argument("--webui-auth", metavar="USER:PASS", default=None,
+                        help="credentials for a WebUI started with --api-auth")
+    parser.add_argument("--webui-timeout", type=float, default=600.0, metavar="S",
+                        help="seconds to wait for one picture (default 600)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+# ------------------------------------------------------------ what flows through
+
+@dataclass
+class Done:
+    article: Any
+    record: Dict[str, Any]
+    latency_ms: float
+
+
+@dataclass
+class Failed:
+    article: Any
+    stage: str          # "input" | "prompt" | "compose" | "webui"
+    error: BaseException
+    fatal: bool = False  # the whole run should stop (bad credentials)
+
+
+@dataclass
+class Composed:
+    """A prompt made and composed, waiting for its picture."""
+    article: Any
+    record: Dict[str, Any]
+    latency_ms: float
+    payload: Dict[str, Any]
+
+
+class StartError(Exception):
+    """The run cannot start; str() is the one line shown to the user."""
+
+
+# ------------------------------------------------------------------ the command
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        batch = Batch.from_args(args)
+    except StartError as exc:
+        print(f"batch: {exc}", file=sys.stderr)
+        return 2
+    return batch.execute()
+
+
+@dataclass
+class Batch:
+    articles: List[Any]
+    out: Path
+    make_client: Any               # () -> PromptClient, one per worker thread
+    resolve_preset: Any            # (picture_type) -> StylePreset
+    compose: Any
+    errors: Any                    # the client module (typed errors)
+    empty_news_error: type
+    concurrency: int = 4
+    retries: int = 2
+    seed: Optional[int] = None
+    webui: Any = None              # WebUIClient or None
+    skipped: int = 0
+    prior_attempts: Dict[str, int] = field(default_factory=dict)
+    server_url: str = ""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Batch":
+        from . import client as client_module
+        from .batch_io import InputError, read_articles
+        from .instruction import EmptyNewsError
+        from .webui_client import WebUIClient
+        try:  # inside the WebUI the repo is loaded under a namespace package of our own
+            from ..style_presets.compose import compose
+            from ..style_presets.store import PresetStore
+        except ImportError:  # top-level import (CLI, tests)
+            from style_presets.compose import compose
+            from style_presets.store import PresetStore
+
+        try:
+            articles, bad_rows = read_articles(args.input)
+        except (InputError, OSError) as exc:
+            raise StartError(str(exc)) from None
+        for row in bad_rows:
+            print(f"batch: skipped {args.input}:{row}", file=sys.stderr)
+
+        store = PresetStore(args.preset_dir)
+        for error in store.errors:
+            print(f"batch: preset file ignored: {error}", file=sys.stderr)
+        if args.preset:
+            try:
+                store.get(args.preset)
+            except KeyError as exc:
+                raise StartError(_one_line(exc)) from None
+
+        def resolve_preset(picture_type: str):
+            return store.resolve(args.preset, picture_type, args.family)
+
+        def make_client():
+            return client_module.PromptClient(base_url=args.server, api_key=args.api_key,
+                                              timeout=args.timeout, retries=0, mode=args.mode)
+
+        try:
+            webui = WebUIClient(args.webui, args.webui_auth, args.webui_timeout) if args.webui else None
+        except ValueError as exc:
+            raise StartError(str(exc)) from None
+
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartError(f"cannot create the output folder {str(out)!r}: {exc.strerror}") from None
+
+        try:
+            probe = make_client()
+        except ValueError as exc:  # a malformed --server URL
+            raise StartError(str(exc)) from None
+        _check_server(probe, client_module)
+        batch = cls(articles=articles, out=out, make_client=make_client, resolve_preset=resolve_preset,
+                    compose=compose, errors=client_module, empty_news_error=EmptyNewsError,
+                    concurrency=args.concurrency, retries=args.retries, seed=args.seed, webui=webui,
+                    server_url=probe.base_url)
+        batch._load_state()
+        return batch
+
+    # -------------------------------------------------------------- resume state
+
+    @property
+    def prompts_path(self) -> Path:
+        return self.out / "prompts.jsonl"
+
+    @property
+    def failed_path(self) -> Path:
+        return self.out / "failed.jsonl"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.out / "images"
+
+    def _load_state(self) -> None:
+        from .batch_io import read_jsonl
+        records, dropped, unreadable = read_jsonl(self.prompts_path)
+        if dropped:
+            print(f"batch: {self.prompts_path}: dropped a half-written last line left by a crash; "
+                  "that article will be redone", file=sys.stderr)
+        if unreadable:
+            print(f"batch: {self.prompts_path}: ignoring unreadable line(s) {unreadable[:10]}; "
+                  "their articles will be redone", file=sys.stderr)
+        self.done_ids = {str(r["id"]) for r in records if "id" in r}
+        before = len(self.articles)
+        self.todo = [a for a in self.articles if a.id not in self.done_ids]
+        self.skipped = before - len(self.todo)
+        self.prior_attempts = {r["id"]: int(r.get("attempt", 1)) for r in self._compact_failed()}
+
+    def _compact_failed(self) -> List[dict]:
+        """failed.jsonl keeps the latest failure of each id that is still not done."""
+        from .batch_io import read_jsonl, rewrite_jsonl
+        records, _, _ = read_jsonl(self.failed_path)
+        latest: Dict[str, dict] = {}
+        for record in records:
+            if "id" in record:
+                latest.pop(str(record["id"]), None)  # re-insert: order of the latest failure
+                latest[str(record["id"])] = record
+        kept = [r for key, r in latest.items() if key not in self.done_ids]
+        if kept or self.failed_path.exists():
+            if kept:
+                rewrite_jsonl(self.failed_path, kept)
+            else:
+                self.failed_path.unlink()
+        return kept
+
+    # ------------------------------------------------------------------ running
+
+    def execute(self) -> int:
+        from .batch_io import JsonlLog
+        self.stop = threading.Event()      # stop taking new articles
+        self.abandon = threading.Event()   # stop waiting for the ones in flight
+        self.signal_code: Optional[int] = None
+        self.fatal_message: Optional[str] = None
+        work: "queue.Queue" = queue.Queue()
+        for article in self.todo:
+            work.put(article)
+        self.results: "queue.Queue" = queue.Queue()
+        self.pictures: "queue.Queue" = queue.Queue()
+
+        workers = [threading.Thread(target=self._prompt_worker, args=(work,), daemon=True,
+                                    name=f"batch-prompt-{i}")
+                   for i in range(min(self.concurrency, max(1, len(self.todo))))]
+        picture_worker = None
+        if self.webui is not None:
+            picture_worker = threading.Thread(target=self._picture_worker, args=(workers,),
+                                              daemon=True, name="batch-picture")
+        stats = Stats(total=len(self.todo))
+        previous = self._install_signal_handlers()
+        progress = Progress(stats)
+        try:
+            with JsonlLog(self.prompts_path) as prompts, JsonlLog(self.failed_path) as failed:
+                for thread in workers:
+                    thread.start()
+                if picture_worker:
+                    picture_worker.start()
+                threads = workers + ([picture_worker] if picture_worker else [])
+                self._write_results(threads, prompts, failed, stats, progress)
+        finally:
+            progress.close()
+            self._restore_signal_handlers(previous)
+        if self.failed_path.exists():
+            self._compact_failed()
+        self._print_summary(stats)
+        if self.signal_code is not None:
+            return 128 + self.signal_code
+        if self.fatal_message:
+            return 2
+        return 1 if stats.failed else 0
+
+    def _write_results(self, threads, prompts, failed, stats: "Stats", progress: "Progress") -> None:
+        unreachable_in_a_row = 0
+        while True:
+            try:
+                outcome = self.results.get(timeout=0.2)
+            except queue.Empty:
+                progress.tick()
+                if self.abandon.is_set() or not any(t.is_alive() for t in threads):
+                    break
+                continue
+            if isinstance(outcome, Done):
+                prompts.append(outcome.record)
+                self.done_ids.add(outcome.article.id)
+                stats.done += 1
+                stats.latencies.append(outcome.latency_ms)
+                unreachable_in_a_row = 0
+            else:
+                failed.append(self._failure_record(outcome))
+                stats.failed += 1
+                if outcome.fatal and not self.fatal_message:
+                    self._stop_fatal(_one_line(outcome.error))
+                if isinstance(outcome.error, self.errors.ServerUnreachable):
+                    unreachable_in_a_row += 1
+                    if unreachable_in_a_row >= DEAD_AFTER and not self.stop.is_set():
+                        unreachable_in_a_row = 0
+                        self._check_still_alive(outcome.error)
+                else:
+                    unreachable_in_a_row = 0
+            progress.update()
+        # A second Ctrl-C abandons in-flight work, but whatever already finished is written.
+        while True:
+            try:
+                outcome = self.results.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(outcome, Done):
+                prompts.append(outcome.record)
+                stats.done += 1
+                stats.latencies.append(outcome.latency_ms)
+            else:
+                failed.append(self._failure_record(outcome))
+                stats.failed += 1
+        stats.abandoned = stats.total - stats.done - stats.failed
+
+    def _check_still_alive(self, error: BaseException) -> None:
+        if not self.make_client().health().ok:
+            self._stop_fatal(f"stopped: the prompt server stopped answering ({DEAD_AFTER} articles in a row "
+                             f"failed and /health fails): {_one_line(error)}")
+
+    def _stop_fatal(self, message: str) -> None:
+        self.fatal_message = message
+        self.stop.set()
+        print(f"batch: {message}", file=sys.stderr)
+
+    def _failure_record(self, outcome: Failed) -> dict:
+        attempt = self.prior_attempts.get(outcome.article.id, 0) + 1
+        return {"id": outcome.article.id, "stage": outcome.stage,
+                "error": type(outcome.error).__name__, "reason": _one_line(outcome.error),
+                "attempt": attempt, "line": outcome.article.line,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    # ------------------------------------------------------------------ workers
+
+    def _prompt_worker(self, work: "queue.Queue") -> None:
+        client = self.make_client()
+        while not self.stop.is_set():
+            try:
+                article = work.get_nowait()
+            except queue.Empty:
+                return
+            outcome = self._make_prompt(client, article)
+            if outcome is None:
+                return
+            if isinstance(outcome, Composed):
+                self.pictures.put(outcome)
+            else:
+                self.results.put(outcome)
+
+    def _make_prompt(self, client, article):
+        errors = self.errors
+        retryable = (errors.ServerUnreachable, errors.ServerTimeout, errors.ServerError,
+                     errors.InvalidOutput, errors.IncompleteOutput)
+        for attempt in range(self.retries + 1):
+            started = time.perf_counter()
+            try:
+                picture_prompt = client.generate(article.news_dict(), seed=self.seed)
+            except self.empty_news_error as exc:
+                return Failed(article, "input", exc)
+            except errors.AuthenticationError as exc:
+                return Failed(article, "prompt", exc, fatal=True)
+            except retryable as exc:
+                if attempt == self.retries or self.stop.is_set() or _client_side(exc):
+                    return Failed(article, "prompt", exc)
+                delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** attempt) * (0.5 + random.random())
+                if self.stop.wait(delay):
+                    return Failed(article, "prompt", exc)
+                continue
+            except errors.PromptServerError as exc:  # GrammarRejected and the like: retrying won't help
+                return Failed(article, "prompt", exc)
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            return self._compose(article, picture_prompt, latency_ms)
+        return None  # not reached: the last attempt returns
+
+    def _compose(self, article, picture_prompt, latency_ms: float):
+        try:
+            preset = self.resolve_preset(picture_prompt.type)
+            composed = self.compose(picture_prompt, preset)
+        except Exception as exc:  # a broken preset fails this article, not the run
+            return Failed(article, "compose", exc)
+        record = {"id": article.id, "picture_prompt": picture_prompt.to_dict(), "preset": composed.preset,
+                  "prompt": composed.prompt, "negative_prompt": composed.negative_prompt,
+                  "settings": composed.settings, "latency_ms": round(latency_ms, 1),
+                  "infotext": composed.infotext}
+        if composed.warnings:
+            record["warnings"] = list(composed.warnings)
+        if self.webui is None:
+            return Done(article, record, latency_ms)
+        payload = dict(composed.txt2img_payload())
+        if self.seed is not None:
+            payload["seed"] = self.seed
+        return Composed(article, record, latency_ms, payload)
+
+    def _picture_worker(self, prompt_workers) -> None:
+        """One picture at a time: the WebUI has a single queue."""
+        from .webui_client import WebUIError, safe_stem, save_picture
+        while not self.stop.is_set():
+            try:
+                item: Composed = self.pictures.get(timeout=0.2)
+            except queue.Empty:
+                if not any(t.is_alive() for t in prompt_workers) and self.pictures.empty():
+                    return
+                continue
+            try:
+                picture = self.webui.txt2img(item.payload)
+                seed = picture.seed if picture.seed is not None else item.payload.get("seed")
+                sidecar = {"id": item.article.id, "article": item.article.news_dict(),
+                           "picture_prompt": item.record["picture_prompt"], "preset": item.record["preset"],
+                           "prompt": item.record["prompt"], "negative_prompt": item.record["negative_prompt"],
+                           "seed": seed, "info": picture.info}
+                save_picture(self.images_dir, item.article.id, picture, sidecar)
+            except (WebUIError, OSError) as exc:
+                self.results.put(Failed(item.article, "webui", exc))
+                continue
+            record = dict(item.record, seed=seed, image=f"images/{safe_stem(item.article.id)}.png")
+            if picture.infotext:
+                record["infotext"] = picture.infotext
+            self.results.put(Done(item.article, record, item.latency_ms))
+
+    # ------------------------------------------------------------------ signals
+
+    def _install_signal_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None  # run() called from a thread (tests): no signals to handle
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    def _restore_signal_handlers(self, previous) -> None:
+        for signum, handler in (previous or {}).items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.signal_code is None:
+            self.signal_code = signum
+            self.stop.set()
+            print(f"\nbatch: {signal.Signals(signum).name}: no new articles; finishing the ones in "
+                  "flight (press Ctrl-C again to abandon them)", file=sys.stderr)
+        else:
+            self.abandon.set()
+
+    # ------------------------------------------------------------------ summary
+
+    def _print_summary(self, stats: "Stats") -> None:
+        elapsed = max(time.monotonic() - stats.started, 1e-9)
+        p50, p95 = percentile(stats.latencies, 50), percentile(stats.latencies, 95)
+        lines = [f"batch: {stats.done} done, {self.skipped} skipped (done before), {stats.failed} failed"
+                 + (f", {stats.abandoned} not started or abandoned" if stats.abandoned else "")
+                 + f" in {elapsed:.1f} s: {stats.done / elapsed:.2f} articles/s"
+                 + (f", latency p50 {p50:.0f} ms, p95 {p95:.0f} ms" if stats.latencies else ""),
+                 f"  prompts: {self.prompts_path}"]
+        if self.failed_path.exists():
+            lines.append(f"  failed:  {self.failed_path} (rerun the same command to retry them)")
+        if self.webui is not None:
+            lines.append(f"  images:  {self.images_dir}")
+        if stats.abandoned and not self.fatal_message:
+            lines.append("  rerun the same command to continue where this run stopped")
+        print("\n".join(lines), flush=True)
+
+
+def _check_server(client, client_module) -> None:
+    """Refuse to start against a server that is not there, instead of failing every article."""
+    try:
+        info = client.health()
+    except client_module.PromptServerError as exc:
+        raise StartError(_one_line(exc)) from None
+    if not info.ok:
+        raise StartError(_one_line(info.error or f"prompt server at {info.url} is not ready"))
+
+
+def _client_side(error: BaseException) -> bool:
+    """A 4xx answer: the same request will be refused again."""
+    status = getattr(error, "status", None)
+    return isinstance(status, int) and 400 <= status < 500
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(text.split()) or type(error).__name__
+
+
+def percentile(values: List[float], q: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil
+    return ordered[int(rank) - 1]
+
+
+# ------------------------------------------------------------------ progress
+
+@dataclass
+class Stats:
+    total: int
+    done: int = 0
+    failed: int = 0
+    abandoned: int = 0
+    latencies: List[float] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+
+class Progress:
+    """tqdm with rate and ETA on a terminal; a plain line every few seconds otherwise (logs, cron)."""
+
+    def __init__(self, stats: Stats):
+        self.stats = stats
+        self._bar = None
+        self._shown = 0
+        self._last_line = time.monotonic()
+        if sys.stderr.isatty() and stats.total:
+            from tqdm import tqdm
+            self._bar = tqdm(total=stats.total, unit="article", file=sys.stderr, dynamic_ncols=True)
+
+    def update(self) -> None:
+        finished = self.stats.done + self.stats.failed
+        if self._bar is not None:
+            self._bar.update(finished - self._shown)
+            self._bar.set_postfix(failed=self.stats.failed, refresh=False)
+            self._shown = finished
+        else:
+            self.tick()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self._bar is not None or now - self._last_line < PLAIN_PROGRESS_EVERY_S:
+            return
+        self._last_line = now
+        self._print_line(now)
+
+    def _print_line(self, now: float) -> None:
+        s = self.stats
+        finished = s.done + s.failed
+        rate = finished / max(now - s.started, 1e-9)
+        eta = (s.total - finished) / rate if rate > 0 else float("nan")
+        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "?"
+        print(f"batch: {finished}/{s.total} ({100 * finished / max(s.total, 1):.0f}%), "
+              f"{s.done} done, {s.failed} failed, {rate:.2f} articles/s, ETA {eta_text}",
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        elif self.stats.total and self.stats.done + self.stats.failed:
+            self._print_line(time.monotonic())

@@ -1,0 +1,90 @@
+"""Find the model (local folder, Hugging Face id, ModelScope id) and load it."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+MODELSCOPE_PREFIX = "modelscope:"
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be found or loaded; the message says what to do."""
+
+
+@dataclass
+class LoadedModel:
+    model: "torch.nn.Module"
+    tokenizer: object          # a PreTrainedTokenizerFast
+    path: str                  # what was loaded (local folder or hub id)
+    device: torch.device
+    eos_ids: List[int]         # generation stops on any of these
+    pad_id: int
+    vocab_size: int            # width of the logits (may exceed the tokenizer's size)
+    context_length: int
+
+
+def resolve_model(model: str, source: str = "auto") -> str:
+    """Local folder as is; `modelscope:ID` or source=modelscope -> downloaded folder; else a HF id."""
+    if os.path.isdir(model):
+        return model
+    if model.startswith(MODELSCOPE_PREFIX):
+        model, source = model[len(MODELSCOPE_PREFIX):], "modelscope"
+    if source != "modelscope":
+        return model  # transformers resolves (and if needed downloads) Hugging Face ids
+    try:
+        from modelscope import snapshot_download
+    except ImportError:
+        raise ModelLoadError(
+            f"loading {model!r} from ModelScope needs the modelscope package: "
+            f"pip install modelscope (or pass a local folder with --model)") from None
+    return snapshot_download(model)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda was given but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":  # bf16 on GPUs; fp32 on CPUs, where bf16 support varies
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16,
+                "float32": torch.float32}[dtype]
+    except KeyError:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, bfloat16, float16 or float32") from None
+
+
+def load_model(model: str, *, source: str = "auto", device: str = "auto",
+               dtype: str = "auto", context_length: Optional[int] = None) -> LoadedModel:
+    path = resolve_model(model, source)
+    dev = pick_device(device)
+    torch_dtype = pick_dtype(dtype, dev)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"cannot load model {model!r}: {str(exc).splitlines()[0]} "
+            f"(pass a local folder, a Hugging Face id, or modelscope:ID)") from None
+    lm.to(dev).eval()
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"{model!r} has no fast tokenizer (tokenizer.json), which llguidance needs")
+    eos = lm.generation_config.eos_token_id if lm.generation_config is not None else None
+    eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
+        eos_ids.append(tokenizer.eos_token_id)
+    if not eos_ids:
+        raise ModelLoadError(f"{model!r} defines no EOS token in generation_config.json or its tokenizer")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+    max_positions = getattr(lm.config, "max_position_embeddings", None) or 4096
+    return LoadedModel(model=lm, tokenizer=tokenizer, path=path, device=dev, eos_ids=eos_ids,
+                       pad_id=pad_id, vocab_size=lm.get_output_embeddings().weight.shape[0],
+                       context_length=min(context_length or max_positions, max_positions))

@@ -1,0 +1,223 @@
+"""`python -m prompt_server serve`: NewsPicGen behind SGLang (GPU) or the embedded engine.
+
+The sglang engine runs `python -m sglang.launch_server` as a child process
+tuned to share one GPU with Stable Diffusion; the local engine is our own
+transformers + llguidance server speaking the same protocol subset. Nothing
+heavy is imported here: the local engine is imported inside run().
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Callable, List, Optional
+
+HELP = "start the prompt server (SGLang on a GPU, else the embedded engine)"
+
+DEFAULT_MODEL = "blacker521/NewsPicGen"
+DEFAULT_SERVED_NAME = "newspicgen"
+MODELSCOPE_PREFIX = "modelscope:"
+READY_TIMEOUT_S = 900.0  # first start downloads ~3 GB and captures CUDA graphs
+
+
+class LaunchError(Exception):
+    """A one-line reason the server cannot start, with what to do instead."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=("auto", "sglang", "local"), default="auto",
+                        help="sglang (Linux + CUDA GPU), local (embedded, CPU or GPU), "
+                             "or auto: sglang when installed and a CUDA GPU is present, else local")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="local folder, Hugging Face id, or modelscope:ID (default %(default)s)")
+    parser.add_argument("--source", choices=("auto", "huggingface", "modelscope"), default="auto",
+                        help="where a model id is downloaded from (modelscope when Hugging Face is unreachable)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=30000)
+    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' from clients")
+    parser.add_argument("--served-model-name", default=DEFAULT_SERVED_NAME)
+    parser.add_argument("--context-length", type=int, default=4096)
+    sgl = parser.add_argument_group("sglang engine")
+    sgl.add_argument("--mem-fraction", type=float, default=0.3,
+                     help="SGLang --mem-fraction-static: share of GPU memory for weights + KV cache; "
+                          "the rest stays free for Stable Diffusion (default %(default)s)")
+    local = parser.add_argument_group("local engine")
+    local.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    local.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
+                       help="auto: bfloat16 on CUDA, float32 on CPU")
+    local.add_argument("--max-batch-size", type=int, default=8,
+                       help="concurrent requests decoded together (default %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        engine = choose_engine(args.engine)
+        if engine == "sglang":
+            return run_sglang(args)
+        return run_local(args)
+    except LaunchError as exc:
+        print(f"newspicgen serve: {exc}", file=sys.stderr)
+        return 2
+
+
+# ---- engine choice ---------------------------------------------------------
+
+def sglang_installed() -> bool:
+    return importlib.util.find_spec("sglang") is not None
+
+
+def cuda_gpu_present() -> bool:
+    """Ask torch when it is installed (without importing it here otherwise), else nvidia-smi."""
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+        return bool(torch.cuda.is_available())
+    if shutil.which("nvidia-smi"):
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+    return False
+
+
+def choose_engine(requested: str, *, has_sglang: Callable[[], bool] = sglang_installed,
+                  has_gpu: Callable[[], bool] = cuda_gpu_present) -> str:
+    if requested == "local":
+        return "local"
+    if requested == "sglang":
+        if not has_sglang():
+            raise LaunchError("SGLang is not installed in this Python environment "
+                              "(pip install 'sglang[all]' on Linux with a CUDA GPU); "
+                              "or use --engine local")
+        if not has_gpu():
+            raise LaunchError("SGLang needs a CUDA GPU and none is visible; use --engine local")
+        return "sglang"
+    return "sglang" if has_sglang() and has_gpu() else "local"
+
+
+def split_model_source(model: str, source: str = "auto") -> tuple:
+    """`modelscope:ID` -> (ID, "modelscope"); a local folder or a plain id keeps `source`."""
+    if model.startswith(MODELSCOPE_PREFIX):
+        return model[len(MODELSCOPE_PREFIX):], "modelscope"
+    return model, source
+
+
+# ---- sglang ----------------------------------------------------------------
+
+def sglang_command(*, model: str, host: str, port: int, mem_fraction: float, context_length: int,
+                   served_model_name: str = DEFAULT_SERVED_NAME, api_key: Optional[str] = None,
+                   python: str = sys.executable) -> List[str]:
+    """The launch_server command line: bf16, llguidance grammars, a GPU share left for SD."""
+    command = [python, "-m", "sglang.launch_server",
+               "--model-path", model, "--host", host, "--port", str(port),
+               "--dtype", "bfloat16", "--mem-fraction-static", str(mem_fraction),
+               "--grammar-backend", "llguidance", "--served-model-name", served_model_name,
+               "--context-length", str(context_length)]
+    if api_key:
+        command += ["--api-key", api_key]
+    return command
+
+
+def sglang_environment(source: str, base: Optional[dict] = None) -> dict:
+    env = dict(os.environ if base is None else base)
+    if source == "modelscope":
+        env["SGLANG_USE_MODELSCOPE"] = "true"
+    return env
+
+
+def base_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = READY_TIMEOUT_S) -> None:
+    """Poll GET /health until it answers 200; LaunchError if the child exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = process.poll()
+        if code is not None:
+            raise LaunchError(f"SGLang exited with code {code} before it was ready; see its log above")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(1.0)
+    raise LaunchError(f"SGLang did not answer {url}/health within {timeout:.0f} s")
+
+
+def run_sglang(args: argparse.Namespace) -> int:
+    model, source = split_model_source(args.model, args.source)
+    command = sglang_command(model=model, host=args.host, port=args.port,
+                             mem_fraction=args.mem_fraction, context_length=args.context_length,
+                             served_model_name=args.served_model_name, api_key=args.api_key)
+    shown = [("***" if i and command[i - 1] == "--api-key" else part) for i, part in enumerate(command)]
+    print("starting: " + " ".join(shown), file=sys.stderr, flush=True)
+    process = subprocess.Popen(command, env=sglang_environment(source))
+    forward = lambda signum, frame: process.send_signal(signum)  # noqa: E731 - the child shuts down itself
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        url = base_url(args.host, args.port)
+        wait_until_healthy(url, process)
+        print(f"NewsPicGen prompt server (sglang) ready at {url}", flush=True)
+        return process.wait()
+    except LaunchError:
+        _stop(process)
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# ---- local -----------------------------------------------------------------
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_local(args: argparse.Namespace) -> int:
+    for name in ("torch", "transformers", "llguidance"):
+        if importlib.util.find_spec(name) is None:
+            raise LaunchError(f"the local engine needs {name}: pip install 'newspicgen-sdwebui[server]' "
+                              f"(install torch for your platform first)")
+    model, source = split_model_source(args.model, args.source)
+    from .engine.http_server import build_service, make_server
+    from .engine.model_loader import ModelLoadError
+
+    print(f"loading {args.model} ...", file=sys.stderr, flush=True)
+    try:
+        service = build_service(model, source=source, device=args.device, dtype=args.dtype,
+                                max_batch_size=args.max_batch_size, context_length=args.context_length,
+                                served_model_name=args.served_model_name, api_key=args.api_key)
+    except ModelLoadError as exc:
+        raise LaunchError(str(exc)) from None
+    try:
+        server = make_server(service, args.host, args.port)
+    except OSError as exc:
+        raise LaunchError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
+                          f"pick another --port") from None
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends serve_forever like Ctrl-C does
+    loaded = service.generator.loaded
+    print(f"NewsPicGen prompt server (local engine, {loaded.device}) ready at "
+          f"{base_url(args.host, server.server_address[1])}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        service.scheduler.close()
+    return 0

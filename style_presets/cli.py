@@ -1,0 +1,244 @@
+"""`python -m style_presets`: list, show, check, compose, export, import.
+
+Errors are one line on stderr and a non-zero exit; no tracebacks.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import pydantic
+
+from .availability import Availability, missing
+from .compose import compose
+from .interop import export_a1111_csv, import_a1111_csv, import_fooocus
+from .store import PresetStore, default_user_dir
+
+try:  # inside the WebUI the repo is loaded under a namespace package of our own
+    from ..prompt_server.schema import PicturePrompt
+except ImportError:  # top-level import (CLI, tests)
+    from prompt_server.schema import PicturePrompt
+
+
+class CliError(Exception):
+    """A user mistake: printed as one line, exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m style_presets", description=__doc__.splitlines()[0])
+    parser.add_argument("--preset-dir", help=f"user preset folder (default: {default_user_dir()})")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("list", help="list presets (name, family, types, origin)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("show", help="print one preset as JSON")
+    p.add_argument("name")
+    p.set_defaults(run=cmd_show)
+
+    p = sub.add_parser("check", help="report broken preset files and, given the WebUI's lists, "
+                                     "missing LoRAs / embeddings")
+    _availability_args(p)
+    p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser("compose", help="compose a request from a PicturePrompt JSON on stdin")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--preset", help="preset name")
+    which.add_argument("--type-default", action="store_true", help="the default preset for the prompt's type")
+    p.add_argument("--family", help="with --type-default: pick the default within this family")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set steps=30 --set seed=42")
+    _availability_args(p)
+    p.set_defaults(run=cmd_compose)
+
+    p = sub.add_parser("export", help="export presets to an A1111 styles.csv")
+    p.add_argument("--format", required=True, choices=["a1111-csv"])
+    p.add_argument("--family", help="only this family")
+    p.add_argument("out", help="file to write")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("import", help="import A1111 styles.csv or Fooocus style JSON as presets")
+    p.add_argument("--format", required=True, choices=["a1111-csv", "fooocus"])
+    p.add_argument("--into", required=True, help="folder to write the presets to")
+    p.add_argument("--family", help="family of the imported presets (default: a1111-styles / fooocus)")
+    p.add_argument("--embeddings", help="the WebUI's /sdapi/v1/embeddings JSON: names found in the "
+                                        "text become embedding references")
+    p.add_argument("--overwrite", action="store_true", help="replace presets of the same name")
+    p.add_argument("file")
+    p.set_defaults(run=cmd_import)
+    return parser
+
+
+def _availability_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--loras", help="JSON saved from the WebUI's GET /sdapi/v1/loras")
+    p.add_argument("--embeddings", help="JSON saved from the WebUI's GET /sdapi/v1/embeddings")
+
+
+def _store(args: argparse.Namespace) -> PresetStore:
+    return PresetStore(args.preset_dir)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    rows = [{"name": p.name, "family": p.family, "types": p.types,
+             "builtin": store.is_builtin(p.name), "description": p.description} for p in store.list()]
+    if args.json:
+        _print_json(rows)
+    else:
+        width = max((len(r["name"]) for r in rows), default=4)
+        for r in rows:
+            origin = "built-in" if r["builtin"] else "user"
+            print(f"{r['name']:<{width}}  {r['family']:<18} types {','.join(r['types']):<15} {origin}")
+    for error in store.errors:
+        print(f"warning: {error}", file=sys.stderr)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _store(args)
+    _print_json(store.get(args.name).to_dict())
+    return 0
+
+
+def _availability(args: argparse.Namespace) -> Optional[Availability]:
+    if not (args.loras or args.embeddings):
+        return None
+    available = Availability.from_files(args.loras, args.embeddings)
+    return available
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    store = _store(args)
+    problems = [str(error) for error in store.errors]
+    available = _availability(args)
+    if available is not None:
+        for preset in store.list():
+            absent = missing(preset, available)
+            # Without a list for one kind, nothing of that kind can be judged.
+            if not args.loras:
+                absent["loras"] = []
+            if not args.embeddings:
+                absent["embeddings"] = []
+            for kind in ("loras", "embeddings"):
+                if absent[kind]:
+                    problems.append(f"{preset.name}: missing {kind}: {', '.join(absent[kind])}")
+    for line in problems:
+        print(line)
+    short = len({line.split(": missing ")[0] for line in problems[len(store.errors):]})
+    print(f"{len(store.list())} presets loaded, {len(store.errors)} broken files, "
+          f"{short} presets with missing references", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _parse_overrides(items: List[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--set {item!r}: write KEY=VALUE, e.g. --set steps=30")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value  # plain text such as a sampler name
+    return overrides
+
+
+def cmd_compose(args: argparse.Namespace) -> int:
+    if args.family and not args.type_default:
+        raise CliError("--family only applies with --type-default")
+    text = sys.stdin.read()
+    if not text.strip():
+        raise CliError("no PicturePrompt JSON on stdin; pipe one in, e.g. "
+                       "echo '{\"ch_keyword\": ..., \"type\": \"2\"}' | python -m style_presets compose --type-default")
+    try:
+        picture_prompt = PicturePrompt.from_json(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"stdin is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "(object)"
+        raise CliError(f"stdin is not a PicturePrompt: {where}: {first.get('msg')} (needs ch_keyword, "
+                       "ch_prompt, en_keyword, en_prompt and type \"1\"..\"8\")") from None
+    store = _store(args)
+    preset = store.resolve(args.preset, picture_prompt.type, args.family)
+    request = compose(picture_prompt, preset, _parse_overrides(args.overrides),
+                      available=_availability(args))
+    for warning in request.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    _print_json(request.to_dict())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    store = _store(args)
+    presets = [p for p in store.list() if not args.family or p.family == args.family]
+    if not presets:
+        raise CliError(f"no presets in family {args.family!r}; families: {', '.join(store.families())}")
+    count = export_a1111_csv(presets, args.out)
+    print(f"wrote {count} styles to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    known = set()
+    if args.embeddings:
+        known = Availability.from_files(None, args.embeddings).embeddings
+    else:  # embeddings our presets already use are recognised without a list
+        for preset in _store(args).list():
+            known.update(preset.embeddings, preset.negative_embeddings)
+    reader = import_a1111_csv if args.format == "a1111-csv" else import_fooocus
+    kwargs = {"known_embeddings": known}
+    if args.family:
+        kwargs["family"] = args.family
+    presets = reader(args.file, **kwargs)
+    target = PresetStore(args.into)
+    names = [p.name for p in presets]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise CliError(f"{args.file} holds several styles named {', '.join(duplicates)}; rename them first")
+    taken = [p.name for p in presets if p.name in target.user_names()]
+    if taken and not args.overwrite:
+        raise CliError(f"{args.into} already has {', '.join(taken)}; pass --overwrite to replace "
+                       "them (the old files are kept as .bak)")
+    for preset in presets:
+        target.save(preset)
+    print(f"imported {len(presets)} presets into {args.into}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except pydantic.ValidationError as exc:  # a safety net; known cases are worded where they occur
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        print(f"error: {where}: {first.get('msg')}", file=sys.stderr)
+        return 1
+    except (CliError, ValueError, KeyError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.strerror:
+            message = f"{exc.strerror}: {exc.filename}"
+        else:
+            message = " ".join(str(exc).split())  # always one line
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

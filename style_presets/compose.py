@@ -1,0 +1,148 @@
+"""PicturePrompt + StylePreset -> a txt2img request and the infotext A1111 would write."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+try:  # inside the WebUI the repo is loaded under a namespace package of our own
+    from ..prompt_server.schema import PicturePrompt
+except ImportError:  # top-level import (CLI, tests)
+    from prompt_server.schema import PicturePrompt
+
+from .availability import Availability, missing
+from .preset import Settings, StylePreset, describe_validation_error, format_number
+from .sanitize import neutralize
+
+import pydantic
+
+SETTING_KEYS = tuple(Settings.model_fields if hasattr(Settings, "model_fields") else Settings.__fields__)
+_PLACEHOLDER = re.compile(r"\{(prompt|keyword)\}")
+# A1111 1.10 modules/infotext_utils.py: values with these characters are JSON-quoted.
+_NEEDS_QUOTES = (",", "\n", ":")
+
+
+class OverrideError(ValueError):
+    """An override the Settings model rejects; the message names the key and the fix."""
+
+
+@dataclass
+class ComposedRequest:
+    prompt: str
+    negative_prompt: str
+    settings: Dict[str, Any]
+    infotext: str
+    preset: str
+    picture_prompt: PicturePrompt
+    warnings: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt,
+                "settings": dict(self.settings), "infotext": self.infotext,
+                "preset": self.preset, "picture_prompt": self.picture_prompt.to_dict(),
+                "warnings": list(self.warnings)}
+
+    def txt2img_payload(self) -> Dict[str, Any]:
+        """Body for POST /sdapi/v1/txt2img; unset settings are left to the WebUI."""
+        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, **self.settings}
+
+
+def compose(picture_prompt: Union[PicturePrompt, Mapping[str, Any]], preset: StylePreset,
+            overrides: Optional[Mapping[str, Any]] = None, *,
+            available: Optional[Availability] = None) -> ComposedRequest:
+    """Fill the preset's template with the neutralized model text.
+
+    Only the preset contributes LoRA tags and embeddings. With `available`, the
+    ones the WebUI lacks are left out and each is named in `warnings`.
+    """
+    if not isinstance(picture_prompt, PicturePrompt):
+        picture_prompt = PicturePrompt.from_dict(picture_prompt)
+    warnings: List[str] = []
+    if not preset.serves(picture_prompt.type):
+        warnings.append(f"preset {preset.name!r} is meant for types {', '.join(preset.types)}, "
+                        f"not {picture_prompt.type} ({picture_prompt.picture_type.en}); used anyway")
+
+    loras, embeddings, negative_embeddings = preset.loras, preset.embeddings, preset.negative_embeddings
+    if available is not None:
+        absent = missing(preset, available)
+        for name in absent["loras"]:
+            warnings.append(f"LoRA {name!r} is not installed in the WebUI; composed without it "
+                            "(put it in models/Lora and refresh to get the preset's full look)")
+        for name in absent["embeddings"]:
+            warnings.append(f"embedding {name!r} is not loaded in the WebUI; composed without it "
+                            "(put it in embeddings/ and check it fits the loaded checkpoint)")
+        loras = [ref for ref in loras if ref.name not in absent["loras"]]
+        embeddings = [e for e in embeddings if e not in absent["embeddings"]]
+        negative_embeddings = [e for e in negative_embeddings if e not in absent["embeddings"]]
+
+    text = neutralize(picture_prompt.en_prompt)
+    if not text:
+        warnings.append("the model's English prompt is empty once prompt syntax is removed; "
+                        "the picture follows the preset alone")
+    values = {"prompt": text, "keyword": neutralize(picture_prompt.en_keyword)}
+    positive = join_parts([_PLACEHOLDER.sub(lambda m: values[m.group(1)], preset.prompt),
+                           *embeddings, *(ref.tag() for ref in loras)])
+    negative = join_parts([*negative_embeddings, preset.negative_prompt])
+
+    settings = apply_overrides(preset.settings, overrides)
+    infotext = create_infotext(positive, negative, settings, {
+        "NewsPicGen type": picture_prompt.type,
+        "NewsPicGen keyword": " ".join(picture_prompt.en_keyword.split()),
+        "NewsPicGen preset": preset.name,
+    })
+    return ComposedRequest(prompt=positive, negative_prompt=negative, settings=settings,
+                           infotext=infotext, preset=preset.name,
+                           picture_prompt=picture_prompt, warnings=warnings)
+
+
+def join_parts(parts: List[str]) -> str:
+    return ", ".join(p.strip() for p in parts if p and p.strip())
+
+
+def apply_overrides(settings: Settings, overrides: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The preset's settings with `overrides` on top, validated; only the set ones."""
+    merged = settings.to_dict()
+    for key, value in (overrides or {}).items():
+        if key not in SETTING_KEYS:
+            raise OverrideError(f"unknown override {key!r}; use one of {', '.join(SETTING_KEYS)}")
+        merged[key] = value
+    try:
+        return Settings.from_dict(merged).set_fields()
+    except pydantic.ValidationError as exc:
+        where, why = describe_validation_error(exc)[0]
+        raise OverrideError(f"override {where}={merged.get(where)!r} rejected: {why}") from None
+
+
+def quote(value: Any) -> str:
+    """A1111's infotext_utils.quote: JSON-quote values containing , : or a newline.
+
+    Also quotes a value that starts with a double quote, which A1111 leaves bare
+    and then loses when it parses the line back.
+    """
+    text = str(value)
+    if any(c in text for c in _NEEDS_QUOTES) or text.startswith('"'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def create_infotext(prompt: str, negative_prompt: str, settings: Mapping[str, Any],
+                    extra: Mapping[str, Any]) -> str:
+    """The parameters text as A1111 1.10 processing.create_infotext writes it."""
+    width, height = settings.get("width"), settings.get("height")
+    seed = settings.get("seed")
+    params = {
+        "Steps": settings.get("steps"),
+        "Sampler": settings.get("sampler_name"),
+        "Schedule type": settings.get("scheduler"),
+        "CFG scale": format_number(settings["cfg_scale"]) if settings.get("cfg_scale") is not None else None,
+        "Seed": seed if seed is not None and seed >= 0 else None,  # -1: picked at generation time
+        "Size": f"{width}x{height}" if width and height else None,
+        **extra,
+    }
+    # A1111 writes a bare key when value == key (a flag) and cannot parse it back;
+    # none of our fields is a flag, so such a value is quoted instead.
+    params_text = ", ".join(f"{k}: {json.dumps(v, ensure_ascii=False) if v == k else quote(v)}"
+                            for k, v in params.items() if v is not None and v != "")
+    negative_text = f"\nNegative prompt: {negative_prompt}" if negative_prompt else ""
+    return f"{prompt}{negative_text}\n{params_text}".strip()

@@ -1,0 +1,241 @@
+"""Built-in and user presets: list, load, save, duplicate, delete.
+
+Built-ins ship read-only in style_presets/builtin/. User presets live in a
+folder outside the code tree and override built-ins of the same name, so an
+update of the extension never overwrites an artist's work. Every file is
+NAME.json; saving writes a temp file and renames it over the old one, keeping
+the old one as NAME.json.bak.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import pydantic
+
+from .preset import StylePreset, describe_validation_error
+
+try:  # inside the WebUI the repo is loaded under a namespace package of our own
+    from ..prompt_server.schema import PictureType
+except ImportError:  # top-level import (CLI, tests)
+    from prompt_server.schema import PictureType
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+PRESET_DIR_ENV = "NEWSPICGEN_PRESET_DIR"
+DEFAULT_FAMILY = "newspicgen-comic"
+
+
+def default_user_dir() -> Path:
+    """$NEWSPICGEN_PRESET_DIR, else the per-user config folder (XDG / %APPDATA%)."""
+    env = os.environ.get(PRESET_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32" and os.environ.get("APPDATA"):
+        base = Path(os.environ["APPDATA"])
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "newspicgen" / "presets"
+
+
+class PresetLoadError:
+    """A preset file that could not be loaded: which file, which field, why."""
+
+    def __init__(self, path: Union[str, Path], field: str, message: str):
+        self.path, self.field, self.message = str(path), field, message
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.field}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"PresetLoadError({str(self)!r})"
+
+
+class PresetNotFound(KeyError):
+    def __init__(self, name: str, available: List[str], what: str = "preset named"):
+        super().__init__(name)
+        self.name, self.available, self.what = name, available, what
+
+    def __str__(self) -> str:
+        return f"no {self.what} {self.name!r}; available: {', '.join(self.available) or '(none)'}"
+
+
+class PresetError(ValueError):
+    """A refused store operation (invalid preset, read-only built-in, name taken)."""
+
+
+def read_preset(path: Path) -> Tuple[Optional[StylePreset], List[PresetLoadError]]:
+    """Load one file; on failure return the reasons instead of raising."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        return None, [PresetLoadError(path, "(file)", f"cannot read: {exc.strerror}")]
+    except json.JSONDecodeError as exc:
+        return None, [PresetLoadError(path, "(file)", f"not valid JSON: {exc.msg} at line "
+                                                      f"{exc.lineno} column {exc.colno}")]
+    if not isinstance(data, dict):
+        return None, [PresetLoadError(path, "(file)", "must hold one JSON object (one preset per file)")]
+    try:
+        preset = StylePreset.from_dict(data)
+    except pydantic.ValidationError as exc:
+        return None, [PresetLoadError(path, where, why) for where, why in describe_validation_error(exc)]
+    if preset.name != path.stem:
+        return None, [PresetLoadError(path, "name", f"{preset.name!r} differs from the file name "
+                                                    f"{path.stem!r}; make them the same")]
+    return preset, []
+
+
+class PresetStore:
+    def __init__(self, user_dir: Union[str, Path, None] = None, *,
+                 builtin_dir: Union[str, Path, None] = None, default_family: str = DEFAULT_FAMILY):
+        self.user_dir = Path(user_dir).expanduser() if user_dir else default_user_dir()
+        self.builtin_dir = Path(builtin_dir) if builtin_dir else BUILTIN_DIR
+        self.default_family = default_family
+        self.errors: List[PresetLoadError] = []
+        self._builtin: Dict[str, StylePreset] = {}
+        self._user: Dict[str, StylePreset] = {}
+        self.reload()
+
+    # -- reading -------------------------------------------------------------------
+    def reload(self) -> None:
+        self.errors = []
+        self._builtin = self._load_dir(self.builtin_dir)
+        self._user = self._load_dir(self.user_dir)
+
+    def _load_dir(self, folder: Path) -> Dict[str, StylePreset]:
+        presets: Dict[str, StylePreset] = {}
+        if not folder.is_dir():
+            return presets
+        for path in sorted(folder.glob("*.json")):
+            preset, errors = read_preset(path)
+            self.errors.extend(errors)
+            if preset is not None:
+                presets[preset.name] = preset
+        return presets
+
+    def _merged(self) -> Dict[str, StylePreset]:
+        return {**self._builtin, **self._user}
+
+    def list(self) -> List[StylePreset]:
+        merged = self._merged()
+        return [merged[name] for name in sorted(merged, key=str.lower)]
+
+    def names(self) -> List[str]:
+        return [preset.name for preset in self.list()]
+
+    def families(self) -> List[str]:
+        return sorted({preset.family for preset in self.list()})
+
+    def get(self, name: str) -> StylePreset:
+        merged = self._merged()
+        if name not in merged:
+            raise PresetNotFound(name, self.names())
+        return merged[name]
+
+    def is_builtin(self, name: str) -> bool:
+        """True when `name` is a built-in not overridden by a user preset."""
+        return name in self._builtin and name not in self._user
+
+    def user_names(self) -> List[str]:
+        return sorted(self._user, key=str.lower)
+
+    def overrides_builtin(self, name: str) -> bool:
+        return name in self._builtin and name in self._user
+
+    def user_path(self, name: str) -> Path:
+        return self.user_dir / f"{name}.json"
+
+    def default_for(self, picture_type: str, family: Optional[str] = None) -> StylePreset:
+        """The preset used when the caller names none.
+
+        Within the family (the default family when None), the most specific preset
+        serving the type wins: fewest types first, then name.
+        """
+        code = PictureType.parse(picture_type).value
+        family = family or self.default_family
+        candidates = [p for p in self.list() if p.family == family and code in p.types]
+        if not candidates:
+            if family not in self.families():
+                raise PresetNotFound(family, self.families(), "preset family")
+            raise PresetNotFound(code, [p.name for p in self.list() if code in p.types],
+                                 f"{family} preset for picture type")
+        return min(candidates, key=lambda p: (len(p.types), p.name.lower()))
+
+    def resolve(self, name: Optional[str], picture_type: str, family: Optional[str] = None) -> StylePreset:
+        """A named preset, else the family's default for the type, else the global default."""
+        if name:
+            return self.get(name)
+        if family and family != self.default_family:
+            if family not in self.families():
+                raise PresetNotFound(family, self.families(), "preset family")
+            try:
+                return self.default_for(picture_type, family)
+            except PresetNotFound:
+                pass  # the family has nothing for this type: the global default serves it
+        return self.default_for(picture_type)
+
+    # -- writing -------------------------------------------------------------------
+    def save(self, preset: Union[StylePreset, dict]) -> Path:
+        """Validate, then write atomically to the user folder; the old file becomes .bak."""
+        try:
+            data = preset.to_dict() if isinstance(preset, StylePreset) else dict(preset)
+            preset = StylePreset.from_dict(data)  # re-validate: a model may have been mutated
+        except pydantic.ValidationError as exc:
+            reasons = "; ".join(f"{where}: {why}" for where, why in describe_validation_error(exc))
+            raise PresetError(f"preset not saved, nothing changed on disk: {reasons}") from None
+        target = self.user_path(preset.name)
+        self.user_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{preset.name}.", suffix=".tmp", dir=self.user_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(preset.to_json())
+                handle.flush()
+                os.fsync(handle.fileno())
+            if target.exists():
+                _replace_copy(target, target.with_name(target.name + ".bak"))
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        self._user[preset.name] = preset
+        self._drop_errors_for(target)
+        return target
+
+    def duplicate(self, name: str, new_name: str) -> StylePreset:
+        if new_name in self._merged():
+            raise PresetError(f"a preset named {new_name!r} already exists; pick another name")
+        source = self.get(name)
+        try:
+            copy = source.copy_with(name=new_name)
+        except pydantic.ValidationError as exc:
+            raise PresetError(f"cannot duplicate as {new_name!r}: "
+                              f"{describe_validation_error(exc)[0][1]}") from None
+        self.save(copy)
+        return copy
+
+    def delete(self, name: str) -> None:
+        """Delete a user preset (kept as NAME.json.bak). Built-ins cannot be deleted."""
+        if name not in self._user:
+            if name in self._builtin:
+                raise PresetError(f"{name!r} is a built-in preset and cannot be deleted; "
+                                  "duplicate it or save your own version under that name instead")
+            raise PresetNotFound(name, self.names())
+        target = self.user_path(name)
+        if target.exists():
+            os.replace(target, target.with_name(target.name + ".bak"))
+        del self._user[name]
+
+    def _drop_errors_for(self, path: Path) -> None:
+        self.errors = [e for e in self.errors if Path(e.path) != path]
+
+
+def _replace_copy(source: Path, destination: Path) -> None:
+    """Copy source over destination atomically (the backup must never be half written)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(source.read_bytes())
+    os.replace(tmp, destination)

@@ -1,0 +1,46 @@
+"""Serve the NewsPicGen tab outside the WebUI, the way A1111 mounts it.
+
+    .venv-gradio3/bin/python tests/tab_app.py --port 7861
+
+Settings come from NEWSPICGEN_* environment variables (config_from_env), read
+on every event. The browser test runs this in a gradio 3.41.2 venv (A1111's
+pin); it works with gradio 4.40 (Forge) too. Prints "READY <url>" when up.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls from gradio itself
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import gradio as gr  # noqa: E402
+
+from extension.config import config_from_env  # noqa: E402
+from extension.tab import build_tab  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+
+    tab = build_tab(config_from_env)
+    # System fonts only: the default theme would ask Google Fonts for its fonts.
+    theme = gr.themes.Default(font=["sans-serif"], font_mono=["monospace"])
+    with gr.Blocks(theme=theme, title="NewsPicGen", analytics_enabled=False) as demo:
+        with gr.Tab("NewsPicGen", elem_id="tab_newspicgen"):
+            tab.render()  # as A1111's ui.py does with every on_ui_tabs Blocks
+    demo.queue()
+    demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True,
+                show_error=True, quiet=True)
+    print(f"READY http://{args.host}:{args.port}", flush=True)
+    demo.block_thread()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""scripts/newspicgen.py loaded the way AUTOMATIC1111 1.10.1 loads scripts, in a fresh interpreter.
+
+A1111's modules/script_loading.load_module does
+`spec_from_file_location(os.path.basename(path), path)` + `exec_module`, with the
+extension folder put in front of sys.path, and then registers every
+`scripts.Script` subclass found in the module's namespace. There is no WebUI
+here, so the `modules` package and `gradio` are stubs (hence "stub_webui" in the
+test names); tests/test_webui_integration.py does the same in a real WebUI.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+STUBS = {
+    "modules/__init__.py": "",
+    "modules/scripts.py": """
+        class Script:
+            def elem_id(self, item_id):
+                return item_id
+        AlwaysVisible = object()
+    """,
+    "modules/script_callbacks.py": """
+        registered = []
+        def on_ui_settings(callback, *, name=None): registered.append(("ui_settings", callback))
+        def on_ui_tabs(callback, *, name=None): registered.append(("ui_tabs", callback))
+        def on_app_started(callback, *, name=None): registered.append(("app_started", callback))
+    """,
+    "gradio/__init__.py": "__version__ = '3.41.2-stub'\n",
+}
+
+LOADER = """
+import importlib.util, inspect, json, os, sys, types
+ext_dir, script_path = sys.argv[1], sys.argv[2]
+sys.modules["extension"] = types.ModuleType("extension")  # another extension's top-level module of that name
+from modules import scripts, script_callbacks
+
+def load_like_a1111():
+    saved = sys.path
+    sys.path = [ext_dir] + sys.path
+    try:
+        spec = importlib.util.spec_from_file_location(os.path.basename(script_path), script_path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path = saved
+    return [c for c in module.__dict__.values() if inspect.isclass(c) and issubclass(c, scripts.Script)]
+
+first = load_like_a1111()
+second = load_like_a1111()  # "Reload UI" runs the file again after clearing callbacks
+script = first[0]()
+heavy = [m for m in ("torch", "transformers", "llguidance") if m in sys.modules]
+print(json.dumps({
+    "classes": [c.__name__ for c in first], "same_class_on_reload": first == second,
+    "title": script.title(), "always_visible": script.show(False) is scripts.AlwaysVisible,
+    "callbacks": [kind for kind, _ in script_callbacks.registered],
+    "ours": sorted(m for m in sys.modules if m.startswith("newspicgen_sdwebui")),
+    "top_level": sorted(m for m in ("prompt_server", "style_presets") if m in sys.modules),
+    "foreign_extension_untouched": not hasattr(sys.modules["extension"], "__path__"),
+    "heavy": heavy,
+}))
+"""
+
+
+def run_loader(tmp_path: Path) -> dict:
+    for relative, text in STUBS.items():
+        path = tmp_path / "stubs" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    ext_dir = tmp_path / "extensions"
+    ext_dir.mkdir()
+    (ext_dir / "sd-webui-newspicgen").symlink_to(REPO)
+    script = ext_dir / "sd-webui-newspicgen" / "scripts" / "newspicgen.py"
+    result = subprocess.run([sys.executable, "-c", LOADER, str(ext_dir / "sd-webui-newspicgen"), str(script)],
+                            cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "stubs"), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_scripts_entry_loads_under_our_own_package_stub_webui(tmp_path):
+    report = run_loader(tmp_path)
+    assert report["classes"] == ["NewsPicGenScript"], "exactly one Script subclass, and not the base class"
+    assert report["same_class_on_reload"]
+    assert report["title"] == "NewsPicGen" and report["always_visible"]
+    # registered on each load: A1111 clears all callbacks before (re)loading scripts
+    assert report["callbacks"] == ["ui_settings", "ui_tabs", "app_started"] * 2
+    assert "newspicgen_sdwebui.extension.webui" in report["ours"]
+    assert "newspicgen_sdwebui.prompt_server.client" in report["ours"]
+    assert "newspicgen_sdwebui.style_presets.compose" in report["ours"]
+    assert report["top_level"] == [], "no top-level prompt_server/style_presets module in the shared sys.modules"
+    assert report["foreign_extension_untouched"], "another extension's `extension` module is left alone"
+    assert report["heavy"] == []
