@@ -108,13 +108,27 @@ def main() -> int:
     grammar = generator.compile(regex=output_regex())
     prompt = news_prompt_ids(tokenizer, args.prompt_tokens)
     print(f"model ready in {time.perf_counter() - started:.1f} s on {device} ({args.dtype}, "
-          f"{torch.get_num_threads()} threads); prompt {len(prompt)} tokens, {args.new_tokens} new tokens")
+          f"{torch.get_num_threads()} threads); prompt {len(prompt)} tokens, {args.new_tokens} new tokens",
+          flush=True)
 
     def run(constrained: bool, seed: int, max_tokens: int):
         request = GenerationRequest(prompt_ids=prompt, max_tokens=max_tokens, temperature=0.7, seed=seed,
                                     grammar=grammar if constrained else None, ignore_eos=not constrained)
         [result] = generator.generate([request])
         return result
+
+    def mask_only_ms(token_ids) -> float:
+        """Replay a constrained answer through a fresh matcher: fill + apply per token, no model."""
+        import llguidance
+
+        matcher = llguidance.LLMatcher(generator.ll_tokenizer, grammar, log_level=0)
+        logits = torch.randn(1, QWEN_VOCAB, dtype=dtype, device=device)
+        begin = time.perf_counter()
+        for token in token_ids:
+            generator.masks.fill([matcher])
+            generator.masks.apply(logits, [0])
+            matcher.consume_token(token)
+        return 1000 * (time.perf_counter() - begin) / len(token_ids)
 
     run(True, 0, 8), run(False, 0, 8)  # warm-up: allocator, kernels, llguidance caches
     per_token = {True: [], False: []}
@@ -125,8 +139,9 @@ def main() -> int:
             ms = 1000 * result.decode_seconds / result.completion_tokens
             per_token[constrained].append(ms)
             label = "constrained  " if constrained else "unconstrained"
+            extra = f"  (mask alone {mask_only_ms(result.token_ids):.2f} ms/token)" if constrained else ""
             print(f"rep {rep} {label} {result.completion_tokens:4d} tokens  {ms:8.2f} ms/token  "
-                  f"finish={result.finish_reason}", flush=True)
+                  f"finish={result.finish_reason}{extra}", flush=True)
     constrained_ms = statistics.median(per_token[True])
     free_ms = statistics.median(per_token[False])
     print(f"\nmedian ms/token: constrained {constrained_ms:.2f}, unconstrained {free_ms:.2f}, "

@@ -37,13 +37,13 @@ class Txt2ImgUnavailable(RuntimeError):
 Txt2Img = Callable[[Dict[str, Any]], Dict[str, Any]]  # payload -> {"images": [...], "info": str}
 
 _ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in {
-    404: "unknown preset", 422: "empty news or a bad override",
+    404: "unknown preset",  # 422 (empty news, bad override) keeps FastAPI's own schema; its detail may be a string
     502: "the prompt server answered with an error", 503: "the prompt server (or the WebUI's txt2img) is not reachable",
     504: "the prompt server did not answer in time"}.items()}
 
 
 def error_status(exc: BaseException) -> Optional[int]:
-    """HTTP status for an error the caller or the set-up can fix; None = a bug (500)."""
+    """HTTP status for an error the caller or the set-up can fix; None = a bug (re-raised)."""
     if isinstance(exc, PresetNotFound):
         return 404
     if isinstance(exc, (EmptyNewsError, OverrideError, pydantic.ValidationError)):
@@ -52,8 +52,10 @@ def error_status(exc: BaseException) -> Optional[int]:
         return 503
     if isinstance(exc, ServerTimeout):
         return 504
-    if isinstance(exc, (PromptServerError, ConfigError)):
+    if isinstance(exc, PromptServerError):
         return 502
+    if isinstance(exc, ConfigError):
+        return 500  # a bad NewsPicGen setting of this WebUI; the message names it
     return None
 
 

@@ -44,6 +44,12 @@ def parse_preset_json(text: str) -> StylePreset:
         raise ValueError("; ".join(f"`{where}`: {why}" for where, why in describe_validation_error(exc))) from None
 
 
+def _after(state: Optional[dict], name: Optional[str], text: str) -> dict:
+    """Editor state once `name` is saved as `text` (its draft, if any, is done)."""
+    drafts = {k: v for k, v in dict((state or {}).get("drafts") or {}).items() if k != name}
+    return {"name": name, "text": text, "drafts": drafts}
+
+
 def _refused(message: str) -> Outcome:
     return Outcome({"editor_msg": f"⚠️ {message}"}, warning=message)
 
@@ -68,7 +74,18 @@ class PresetEditor:
         return {"preset": Choices(names, main_value if main_value in names else None),
                 "editor_pick": Choices(names, editor_value)}
 
-    def load(self, name: str) -> Outcome:
+    def load(self, name: str, text: str = "", state: Optional[dict] = None) -> Outcome:
+        """Show `name`; unsaved edits of the preset shown before are kept as a draft.
+
+        `state` (a gr.State) is {"name", "text" (as loaded or saved), "drafts": {name: text}}.
+        """
+        state = dict(state or {})
+        drafts = dict(state.get("drafts") or {})
+        previous, note = state.get("name"), ""
+        if previous and (text or "").strip() and text != state.get("text"):
+            drafts[previous] = text
+            if previous != name:
+                note = f" Your unsaved edits to **{previous}** are kept: pick it again to get them back."
         if not name:
             return Outcome()  # e.g. after a delete: keep its message
         store = self._store()
@@ -79,12 +96,17 @@ class PresetEditor:
         builtin = store.is_builtin(name)
         if builtin:
             msg = (f"**{name}** is a built-in preset (read-only). Type a name for a copy and press "
-                   "**Duplicate** to get an editable user preset.")
+                   "**Duplicate preset** to get an editable user preset.")
         else:
             msg = f"**{name}** is a user preset: `{store.user_path(name)}`"
-        text = preset.to_json()
-        return Outcome({"editor_json": Editable(text, not builtin), "editor_msg": msg,
-                        **self.preview(text).values})
+        stored = preset.to_json()
+        shown = stored
+        if name in drafts and not builtin:
+            shown = drafts.pop(name)
+            msg += " Your unsaved edits are back; **Save preset** keeps them."
+        return Outcome({"editor_json": Editable(shown, not builtin), "editor_msg": msg + note,
+                        "editor_state": {"name": name, "text": stored, "drafts": drafts},
+                        **self.preview(shown).values})
 
     def preview(self, text: str) -> Outcome:
         """Validate the text and compose it with SAMPLE_PROMPT."""
@@ -104,7 +126,7 @@ class PresetEditor:
         return Outcome({"editor_positive": composed.prompt, "editor_negative": composed.negative_prompt,
                         "editor_check": check})
 
-    def save(self, text: str, main_preset: str) -> Outcome:
+    def save(self, text: str, main_preset: str, state: Optional[dict] = None) -> Outcome:
         store = self._store()
         try:
             preset = parse_preset_json(text)
@@ -112,19 +134,21 @@ class PresetEditor:
             return Outcome({"editor_check": f"❌ {exc}"}, warning=f"preset not saved: {exc}")
         if store.is_builtin(preset.name):
             return _refused(f"{preset.name!r} is a built-in preset; change \"name\" in the JSON "
-                            "(or use Duplicate) to save your own copy")
+                            "(or use Duplicate preset) to save your own copy")
         try:
             path = store.save(preset)
         except (PresetError, OSError) as exc:
             return _refused(str(exc))
         return Outcome({"editor_msg": f"Saved **{preset.name}** to `{path}`",
+                        "editor_state": _after(state, preset.name, text),
                         **self._lists(preset.name, main_preset)})
 
-    def duplicate(self, name: str, text: str, new_name: str, main_preset: str) -> Outcome:
+    def duplicate(self, name: str, text: str, new_name: str, main_preset: str,
+                  state: Optional[dict] = None) -> Outcome:
         store = self._store()
         new_name = (new_name or "").strip()
         if not new_name:
-            return _refused("type a name for the copy, then press Duplicate")
+            return _refused("type a name for the copy, then press Duplicate preset")
         if new_name in store.names():
             return _refused(f"a preset named {new_name!r} already exists; pick another name")
         try:  # copy what is on screen, edits included
@@ -137,9 +161,10 @@ class PresetEditor:
             return _refused(str(exc))
         return Outcome({"editor_json": Editable(copy.to_json(), True), "editor_new_name": "",
                         "editor_msg": f"Duplicated as **{new_name}**: `{path}`",
+                        "editor_state": _after(state, new_name, copy.to_json()),
                         **self._lists(new_name, main_preset)})
 
-    def delete(self, name: str, main_preset: str) -> Outcome:
+    def delete(self, name: str, main_preset: str, state: Optional[dict] = None) -> Outcome:
         store = self._store()
         if not name:
             return _refused("pick a user preset to delete")
@@ -150,7 +175,8 @@ class PresetEditor:
         # The JSON stays in the editor (editable), so Save brings the preset back.
         return Outcome({"editor_json": Editable(None, True),
                         "editor_msg": f"Deleted **{name}** (backup: `{store.user_path(name)}.bak`). "
-                                      "Its JSON stays here; **Save** restores it.",
+                                      "Its JSON stays here; **Save preset** restores it.",
+                        "editor_state": _after(state, None, ""),
                         **self._lists(None, main_preset)})
 
 
@@ -169,7 +195,7 @@ def build_preset_editor(gr, editor: PresetEditor, components: Dict[str, Any], wi
                 c["editor_json"] = gr.Textbox(label="Preset JSON", lines=18, interactive=False,
                                               elem_id="newspicgen_editor_json")
                 with gr.Row():
-                    duplicate = gr.Button("Duplicate", elem_id="newspicgen_editor_duplicate")
+                    duplicate = gr.Button("Duplicate preset", elem_id="newspicgen_editor_duplicate")
                     save = gr.Button("Save preset", variant="primary", elem_id="newspicgen_editor_save")
                     delete = gr.Button("Delete preset", variant="stop", elem_id="newspicgen_editor_delete")
             with gr.Column():
@@ -178,12 +204,16 @@ def build_preset_editor(gr, editor: PresetEditor, components: Dict[str, Any], wi
                                                   elem_id="newspicgen_editor_positive")
                 c["editor_negative"] = gr.Textbox(label="Sample negative prompt", lines=3, interactive=False,
                                                   elem_id="newspicgen_editor_negative")
+    c["editor_state"] = gr.State({})
     preview_out = ["editor_positive", "editor_negative", "editor_check"]
-    wire(c["editor_pick"].change, editor.load, ["editor_pick"], ["editor_json", "editor_msg", *preview_out],
-         queue=False)
+    wire(c["editor_pick"].change, editor.load, ["editor_pick", "editor_json", "editor_state"],
+         ["editor_json", "editor_msg", "editor_state", *preview_out], queue=False)
     wire(c["editor_json"].input, editor.preview, ["editor_json"], preview_out, queue=False)
     lists = ["preset", "editor_pick"]
-    wire(save.click, editor.save, ["editor_json", "preset"], ["editor_msg", "editor_check", *lists])
-    wire(duplicate.click, editor.duplicate, ["editor_pick", "editor_json", "editor_new_name", "preset"],
-         ["editor_json", "editor_new_name", "editor_msg", *lists])
-    wire(delete.click, editor.delete, ["editor_pick", "preset"], ["editor_json", "editor_msg", *lists])
+    wire(save.click, editor.save, ["editor_json", "preset", "editor_state"],
+         ["editor_msg", "editor_check", "editor_state", *lists])
+    wire(duplicate.click, editor.duplicate,
+         ["editor_pick", "editor_json", "editor_new_name", "preset", "editor_state"],
+         ["editor_json", "editor_new_name", "editor_msg", "editor_state", *lists])
+    wire(delete.click, editor.delete, ["editor_pick", "preset", "editor_state"],
+         ["editor_json", "editor_msg", "editor_state", *lists])

@@ -36,7 +36,8 @@ def option_specs(data_path: str) -> list[dict[str, Any]]:
         dict(key=KEY_SERVER_URL, default=DEFAULT_SERVER_URL, label="Prompt server URL",
              info=f"SGLang or `python -m prompt_server serve`; the {ENV_SERVER_URL} environment variable overrides this"),
         dict(key=KEY_API_KEY, default="", label="Prompt server API key", kind="password",
-             info=f"sent as a Bearer token; leave empty if the server has none; {ENV_API_KEY} overrides this"),
+             info=f"sent as a Bearer token; empty if the server has none. The WebUI stores settings in plain "
+                  f"text and lists them to its API users: prefer the {ENV_API_KEY} environment variable"),
         dict(key=KEY_TIMEOUT, default=int(DEFAULT_TIMEOUT), label="Prompt server timeout (seconds)", kind="number"),
         dict(key=KEY_MODE, default="regex", label="Output constraint", kind="dropdown", choices=list(MODES),
              info="regex for SGLang and the bundled engine; json_schema for other OpenAI-compatible servers"),

@@ -9,6 +9,7 @@ handlers; gradio is imported there only (3.41 for A1111, 4.40 for Forge).
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ START_COMMAND = "python -m prompt_server serve --model blacker521/NewsPicGen"
 # The editable result fields, in the order handlers receive and return them.
 FIELDS = ("en_prompt", "ch_prompt", "en_keyword", "ch_keyword", "type")
 
+
 @dataclass
 class Choices:
     """A new choice list (and value) for a dropdown or radio."""
@@ -47,8 +49,8 @@ class Choices:
 
 @dataclass
 class Editable:
-    """A new value and interactivity for a textbox."""
-    value: str
+    """A new value (None: keep the text) and interactivity for a textbox."""
+    value: Optional[str]
     interactive: bool
 
 
@@ -104,7 +106,8 @@ def status_markdown(info: Optional[ServerInfo], url: str, last_latency_ms: Optio
         text = (f"🟢 Prompt server `{info.url}` · engine `{info.engine or 'unknown'}` · "
                 f"model `{info.model or 'unknown'}` · last latency {latency}")
     else:
-        text = (f"🔴 The prompt server at `{info.url}` is down or not ready: {info.error or 'no answer'}\n\n"
+        reason = (info.error or "no answer").split("; ", 1)[0]  # PromptServerError: "what; what to do"
+        text = (f"🔴 **Prompt server down or not ready** — {reason}\n\n"
                 f"Start it (in `{REPO_ROOT}`, or wherever the package is installed) with:\n\n"
                 f"```\n{start_command(info.url)}\n```\n\n"
                 "or fix the server URL in Settings → NewsPicGen.")
@@ -120,6 +123,8 @@ def picture_prompt_from_fields(values: Sequence[str]) -> PicturePrompt:
     data = dict(zip(FIELDS, ((v or "").strip() for v in values)))
     if not data["en_prompt"]:
         raise ValueError("the English prompt is empty; generate one or type it")
+    if not data["type"]:
+        raise ValueError("no picture type yet; generate a prompt or pick a type")
     data["type"] = type_code(data["type"])
     if PYDANTIC_V2:
         return PicturePrompt.model_construct(**data)
@@ -158,6 +163,10 @@ class TabLogic:
             info = self._info[url] = client.health()
         return status_markdown(info, url, client.last_latency_ms, note)
 
+    def _noted(self, client, note: str) -> str:
+        """The last known status plus a note, without asking the server."""
+        return status_markdown(self._info.get(client.base_url), client.base_url, client.last_latency_ms, note)
+
     def initial_status(self) -> str:
         try:
             url = self.get_config().server_url
@@ -195,7 +204,7 @@ class TabLogic:
         try:
             pp = client.generate(News(title=title or "", content=content or ""))
         except EmptyNewsError as exc:
-            return Outcome(split, warning=str(exc))
+            return Outcome({**split, "status": self._noted(client, f"⚠️ {exc}")}, warning=str(exc))
         except PromptServerError as exc:
             out = self._server_failed(client, exc)
             out.values.update(split)
@@ -218,7 +227,7 @@ class TabLogic:
         try:
             found = client.candidates(News(title=title or "", content=content or ""), n, seed=base)
         except EmptyNewsError as exc:
-            return Outcome(split, warning=str(exc))
+            return Outcome({**split, "status": self._noted(client, f"⚠️ {exc}")}, warning=str(exc))
         except PromptServerError as exc:
             out = self._server_failed(client, exc)
             out.values.update(split)
@@ -279,7 +288,6 @@ class TabLogic:
             return None
 
 
-
 # --- the gradio side ---------------------------------------------------------------
 
 def _to_gradio(gr, value: Any) -> Any:
@@ -309,8 +317,12 @@ def _make_wire(gr, components: Dict[str, Any], notify: Callable[[str], None]):
                       for name in outputs]
             return result[0] if len(result) == 1 else result
 
+        # gradio 4 describes the endpoint from the signature; *values would read as zero parameters
+        run.__signature__ = inspect.Signature(
+            [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in inputs])
         return event(fn=run, inputs=[components[n] for n in inputs], outputs=[components[n] for n in outputs],
-                     queue=queue, show_progress="minimal" if queue else "hidden")
+                     queue=queue, show_progress="minimal" if queue else "hidden",
+                     api_name=False)  # the extension's API is its REST routes, not gradio endpoints
 
     return wire
 
@@ -344,8 +356,7 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
     with gr.Blocks(analytics_enabled=False) as tab:
         with gr.Row():
             c["status"] = gr.Markdown(logic.initial_status(), elem_id="newspicgen_status")
-            check = gr.Button("Check server", elem_id="newspicgen_check", scale=0) if _has_scale(gr) \
-                else gr.Button("Check server", elem_id="newspicgen_check")
+            check = gr.Button("Check server", elem_id="newspicgen_check", scale=0)
         with gr.Row():
             with gr.Column():
                 c["title"] = gr.Textbox(label="News title", lines=1, elem_id="newspicgen_title")
@@ -373,9 +384,9 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
                     c["type"] = gr.Dropdown(label="Picture type", choices=type_choices(), value=None,
                                             elem_id="newspicgen_type")
                     c["preset"] = gr.Dropdown(label="Style preset", choices=editor.names(), value=None,
-                                              elem_id="newspicgen_preset")
-                    c["follow"] = gr.Checkbox(label="Preset follows the picture type", value=True,
-                                              elem_id="newspicgen_follow")
+                                              elem_id="newspicgen_preset", scale=2)
+                c["follow"] = gr.Checkbox(label="Preset follows the picture type", value=True,
+                                          elem_id="newspicgen_follow")
                 c["positive"] = gr.Textbox(label="Composed prompt", lines=4, interactive=False,
                                            elem_id="newspicgen_positive")
                 c["negative"] = gr.Textbox(label="Composed negative prompt", lines=2, interactive=False,
@@ -402,14 +413,10 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
         wire(c["type"].change, logic.type_changed, ["type", "follow", "preset"], ["preset"], queue=False)
         wire(c["follow"].input, logic.follow_toggled, ["follow", "type", "preset"], ["preset"], queue=False)
         # picking a preset by hand stops it following the type
-        c["preset"].input(fn=lambda _: False, inputs=[c["preset"]], outputs=[c["follow"]], queue=False)
+        c["preset"].input(fn=lambda _: False, inputs=[c["preset"]], outputs=[c["follow"]], queue=False,
+                          api_name=False)
         for name in (*fields, "preset"):
             wire(c[name].change, logic.preview, [*fields, "preset"],
                  ["positive", "negative", "infotext", "preview_notes"], queue=False)
     return tab
 
-
-def _has_scale(gr) -> bool:
-    """Button(scale=) exists from gradio 3.39 on; older ones reject the keyword."""
-    import inspect
-    return "scale" in inspect.signature(gr.Button.__init__).parameters

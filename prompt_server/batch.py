@@ -17,7 +17,6 @@ run could not start or was stopped (server unreachable, bad credentials),
 from __future__ import annotations
 
 import argparse
-import os
 import queue
 import random
 import signal
@@ -44,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder: prompts.jsonl, failed.jsonl, images/")
     parser.add_argument("--server", metavar="URL", default=None,
                         help="prompt server base URL (default: $NEWSPICGEN_SERVER_URL or http://127.0.0.1:30000)")
-    parser.add_argument("--api-key", default=None,
+    parser.add_argument("--api-key", default=None, metavar="KEY",
                         help="API key of the prompt server (default: $NEWSPICGEN_API_KEY)")
     parser.add_argument("--mode", choices=("regex", "json_schema"), default="regex",
                         help="constraint sent to the server: regex (SGLang, embedded engine) or "
@@ -140,7 +139,6 @@ class Batch:
     webui: Any = None              # WebUIClient or None
     skipped: int = 0
     prior_attempts: Dict[str, int] = field(default_factory=dict)
-    server_url: str = ""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Batch":
@@ -193,12 +191,12 @@ class Batch:
             probe = make_client()
         except ValueError as exc:  # a malformed --server URL
             raise StartError(str(exc)) from None
-        _check_server(probe, client_module)
         batch = cls(articles=articles, out=out, make_client=make_client, resolve_preset=resolve_preset,
                     compose=compose, errors=client_module, empty_news_error=EmptyNewsError,
-                    concurrency=args.concurrency, retries=args.retries, seed=args.seed, webui=webui,
-                    server_url=probe.base_url)
+                    concurrency=args.concurrency, retries=args.retries, seed=args.seed, webui=webui)
         batch._load_state()
+        if batch.todo:  # everything done already needs no server
+            _check_server(probe, client_module)
         return batch
 
     # -------------------------------------------------------------- resume state
@@ -228,7 +226,8 @@ class Batch:
         before = len(self.articles)
         self.todo = [a for a in self.articles if a.id not in self.done_ids]
         self.skipped = before - len(self.todo)
-        self.prior_attempts = {r["id"]: int(r.get("attempt", 1)) for r in self._compact_failed()}
+        self.prior_attempts = {str(r["id"]): r["attempt"] if isinstance(r.get("attempt"), int) else 1
+                               for r in self._compact_failed()}
 
     def _compact_failed(self) -> List[dict]:
         """failed.jsonl keeps the latest failure of each id that is still not done."""
@@ -279,6 +278,12 @@ class Batch:
                     picture_worker.start()
                 threads = workers + ([picture_worker] if picture_worker else [])
                 self._write_results(threads, prompts, failed, stats, progress)
+        except OSError as exc:  # disk full, folder removed: nothing more can be recorded
+            self.stop.set()
+            progress.close()
+            print(f"batch: cannot write to {self.out}: {exc.strerror or exc}; free space or fix the folder, "
+                  "then rerun the same command", file=sys.stderr)
+            return 2
         finally:
             progress.close()
             self._restore_signal_handlers(previous)
@@ -361,9 +366,10 @@ class Batch:
                 article = work.get_nowait()
             except queue.Empty:
                 return
-            outcome = self._make_prompt(client, article)
-            if outcome is None:
-                return
+            try:
+                outcome = self._make_prompt(client, article)
+            except Exception as exc:  # a bug tripped by one article must not silently lose it
+                outcome = Failed(article, "prompt", exc)
             if isinstance(outcome, Composed):
                 self.pictures.put(outcome)
             else:
@@ -392,7 +398,7 @@ class Batch:
                 return Failed(article, "prompt", exc)
             latency_ms = (time.perf_counter() - started) * 1000.0
             return self._compose(article, picture_prompt, latency_ms)
-        return None  # not reached: the last attempt returns
+        raise AssertionError("not reached: the last attempt returns")
 
     def _compose(self, article, picture_prompt, latency_ms: float):
         try:
@@ -415,7 +421,7 @@ class Batch:
 
     def _picture_worker(self, prompt_workers) -> None:
         """One picture at a time: the WebUI has a single queue."""
-        from .webui_client import WebUIError, safe_stem, save_picture
+        from .webui_client import safe_stem, save_picture
         while not self.stop.is_set():
             try:
                 item: Composed = self.pictures.get(timeout=0.2)
@@ -431,7 +437,7 @@ class Batch:
                            "prompt": item.record["prompt"], "negative_prompt": item.record["negative_prompt"],
                            "seed": seed, "info": picture.info}
                 save_picture(self.images_dir, item.article.id, picture, sidecar)
-            except (WebUIError, OSError) as exc:
+            except Exception as exc:  # WebUIError, a full disk, ...: this article fails, the run goes on
                 self.results.put(Failed(item.article, "webui", exc))
                 continue
             record = dict(item.record, seed=seed, image=f"images/{safe_stem(item.article.id)}.png")
@@ -469,14 +475,17 @@ class Batch:
         p50, p95 = percentile(stats.latencies, 50), percentile(stats.latencies, 95)
         lines = [f"batch: {stats.done} done, {self.skipped} skipped (done before), {stats.failed} failed"
                  + (f", {stats.abandoned} not started or abandoned" if stats.abandoned else "")
-                 + f" in {elapsed:.1f} s: {stats.done / elapsed:.2f} articles/s"
+                 + f" in {elapsed:.1f} s"
+                 + (f": {stats.done / elapsed:.2f} articles/s" if stats.done else "")
                  + (f", latency p50 {p50:.0f} ms, p95 {p95:.0f} ms" if stats.latencies else ""),
                  f"  prompts: {self.prompts_path}"]
         if self.failed_path.exists():
             lines.append(f"  failed:  {self.failed_path} (rerun the same command to retry them)")
         if self.webui is not None:
             lines.append(f"  images:  {self.images_dir}")
-        if stats.abandoned and not self.fatal_message:
+        if self.fatal_message:
+            lines.append("  fix the cause above, then rerun the same command to continue")
+        elif stats.abandoned:
             lines.append("  rerun the same command to continue where this run stopped")
         print("\n".join(lines), flush=True)
 
@@ -498,7 +507,9 @@ def _client_side(error: BaseException) -> bool:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    # A plain KeyError's str() is the repr of its key; subclasses with their own __str__ say more.
+    plain_key_error = type(error).__str__ is KeyError.__str__ and error.args
+    text = str(error.args[0]) if plain_key_error else str(error)
     return " ".join(text.split()) or type(error).__name__
 
 
@@ -529,6 +540,7 @@ class Progress:
     def __init__(self, stats: Stats):
         self.stats = stats
         self._bar = None
+        self._closed = False
         self._shown = 0
         self._last_line = time.monotonic()
         if sys.stderr.isatty() and stats.total:
@@ -562,6 +574,9 @@ class Progress:
               file=sys.stderr, flush=True)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._bar is not None:
             self._bar.close()
         elif self.stats.total and self.stats.done + self.stats.failed:

@@ -193,6 +193,10 @@ class PromptClient:
                  max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS, backoff: float = 0.5):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        if not float(timeout) > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        if int(max_tokens) < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
         self.base_url = _normalize_url(base_url or default_server_url())
         self.api_key = api_key or os.environ.get(API_KEY_ENV, "").strip() or None
         self.timeout = float(timeout)
@@ -206,10 +210,12 @@ class PromptClient:
         # requests.Session is not documented as thread-safe (its cookie jar and
         # adapter state are shared mutable objects), and one lock around it would
         # serialise generate_many. One Session per thread keeps connections
-        # reused within a thread and nothing shared between threads.
+        # reused within a thread and nothing shared between threads. Sessions of
+        # threads that have ended are closed, so their sockets do not pile up.
         self._local = threading.local()
-        self._sessions: List[requests.Session] = []
+        self._sessions: Dict[threading.Thread, requests.Session] = {}
         self._sessions_lock = threading.Lock()
+        self._generation = 0  # bumped by close(): threads then open fresh sessions
 
     def __repr__(self) -> str:
         return f"PromptClient({self.base_url!r}, mode={self.mode!r})"
@@ -217,20 +223,30 @@ class PromptClient:
     # -- plumbing
 
     def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers["User-Agent"] = "newspicgen-client"
-            if self.api_key:
-                session.headers["Authorization"] = f"Bearer {self.api_key}"
-            self._local.session = session
-            with self._sessions_lock:
-                self._sessions.append(session)
+        cached = getattr(self._local, "session", None)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        session = requests.Session()
+        session.headers["User-Agent"] = "newspicgen-client"
+        if self.api_key:
+            session.headers["Authorization"] = f"Bearer {self.api_key}"
+        with self._sessions_lock:
+            self._local.session = (self._generation, session)
+            self._sessions[threading.current_thread()] = session
+        self._close_ended_threads_sessions()
         return session
+
+    def _close_ended_threads_sessions(self) -> None:
+        with self._sessions_lock:
+            ended = [thread for thread in self._sessions if not thread.is_alive()]
+            sessions = [self._sessions.pop(thread) for thread in ended]
+        for session in sessions:
+            session.close()
 
     def close(self) -> None:
         with self._sessions_lock:
-            sessions, self._sessions = self._sessions, []
+            sessions, self._sessions = list(self._sessions.values()), {}
+            self._generation += 1
         for session in sessions:
             session.close()
 
@@ -366,7 +382,9 @@ class PromptClient:
             return []
         with ThreadPoolExecutor(max_workers=max(1, min(int(concurrency), len(items))),
                                 thread_name_prefix="newspicgen") as pool:
-            return list(pool.map(one, items))
+            results = list(pool.map(one, items))
+        self._close_ended_threads_sessions()  # the pool's threads are gone now
+        return results
 
     def candidates(self, news: Union[News, Mapping[str, Any]], n: int, *, seed: Optional[int] = None,
                    temperature: float = 0.7, concurrency: int = 4) -> List[PicturePrompt]:
@@ -380,7 +398,8 @@ class PromptClient:
                                 thread_name_prefix="newspicgen") as pool:
             futures = [pool.submit(self.generate, news, seed=base + i, temperature=temperature)
                        for i in range(n)]
-            return [future.result() for future in futures]
+        self._close_ended_threads_sessions()
+        return [future.result() for future in futures]
 
     def health(self) -> ServerInfo:
         """GET /health and /v1/models; never raises for server trouble, `error` says what is wrong."""

@@ -44,7 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"cut longer news content at a sentence boundary (default {DEFAULT_MAX_CONTENT_CHARS})")
 
 
+_NO_NEWS = ('no news given: pass --title and --content, --file NEWS.json, '
+            'or pipe {"title": ..., "content": ...} into stdin')
+
+
 def _parse_json_news(text: str, source: str) -> Dict[str, Any]:
+    if source == "stdin" and not text.strip():
+        raise _InputError(_NO_NEWS)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -79,8 +85,7 @@ def _read_news(args: argparse.Namespace) -> Dict[str, Any]:
         return {"title": args.title or "", "content": args.content or ""}
     if sys.stdin is not None and not sys.stdin.isatty():
         return _parse_json_news(sys.stdin.read(), "stdin")
-    raise _InputError('no news given: pass --title and --content, --file NEWS.json, '
-                      'or pipe {"title": ..., "content": ...} into stdin')
+    raise _InputError(_NO_NEWS)
 
 
 def _fail(message: str, code: int) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any, List, Optional
 
 import pydantic
@@ -76,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace presets of the same name")
     p.add_argument("file")
     p.set_defaults(run=cmd_import)
+    for command in sub.choices.values():  # also accepted after the command name
+        command.add_argument("--preset-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -162,8 +163,8 @@ def cmd_compose(args: argparse.Namespace) -> int:
         raise CliError("--family only applies with --type-default")
     text = sys.stdin.read()
     if not text.strip():
-        raise CliError("no PicturePrompt JSON on stdin; pipe one in, e.g. "
-                       "echo '{\"ch_keyword\": ..., \"type\": \"2\"}' | python -m style_presets compose --type-default")
+        raise CliError("no PicturePrompt JSON on stdin; pipe one in, e.g. the output of "
+                       "`python -m prompt_server prompt` | python -m style_presets compose --type-default")
     try:
         picture_prompt = PicturePrompt.from_json(text)
     except json.JSONDecodeError as exc:

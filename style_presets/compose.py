@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Union
 
+import pydantic
+
 try:  # inside the WebUI the repo is loaded under a namespace package of our own
     from ..prompt_server.schema import PicturePrompt
 except ImportError:  # top-level import (CLI, tests)
@@ -14,8 +16,6 @@ except ImportError:  # top-level import (CLI, tests)
 from .availability import Availability, missing
 from .preset import Settings, StylePreset, describe_validation_error, format_number
 from .sanitize import neutralize
-
-import pydantic
 
 SETTING_KEYS = tuple(Settings.model_fields if hasattr(Settings, "model_fields") else Settings.__fields__)
 _PLACEHOLDER = re.compile(r"\{(prompt|keyword)\}")
@@ -81,6 +81,9 @@ def compose(picture_prompt: Union[PicturePrompt, Mapping[str, Any]], preset: Sty
         warnings.append("the model's English prompt is empty once prompt syntax is removed; "
                         "the picture follows the preset alone")
     values = {"prompt": text, "keyword": neutralize(picture_prompt.en_keyword)}
+    if available is not None:
+        for key in values:
+            values[key] = _split_embedding_names(values[key], available.embeddings, warnings)
     positive = join_parts([_PLACEHOLDER.sub(lambda m: values[m.group(1)], preset.prompt),
                            *embeddings, *(ref.tag() for ref in loras)])
     negative = join_parts([*negative_embeddings, preset.negative_prompt])
@@ -94,6 +97,24 @@ def compose(picture_prompt: Union[PicturePrompt, Mapping[str, Any]], preset: Sty
     return ComposedRequest(prompt=positive, negative_prompt=negative, settings=settings,
                            infotext=infotext, preset=preset.name,
                            picture_prompt=picture_prompt, warnings=warnings)
+
+
+def _split_embedding_names(text: str, names: Any, warnings: List[str]) -> str:
+    """Break installed embedding names in model text ("EasyNegative" -> "Easy Negative").
+
+    A1111 loads a textual-inversion embedding wherever its name's tokens appear
+    (the tokenizer lower-cases), so model text naming one would add it; a space
+    in the middle changes the tokens. Only names the WebUI has can fire.
+    """
+    for name in sorted(names, key=len, reverse=True):
+        if len(name) < 2:
+            continue
+        pattern = re.compile(r"(?<!\w)" + re.escape(name) + r"(?!\w)", re.IGNORECASE)
+        if pattern.search(text):
+            warnings.append(f"the model's text named the embedding {name!r}; split it so it "
+                            "does not load (only presets add embeddings)")
+            text = pattern.sub(lambda m: m.group(0)[:len(name) // 2] + " " + m.group(0)[len(name) // 2:], text)
+    return text
 
 
 def join_parts(parts: List[str]) -> str:

@@ -13,13 +13,14 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Set, Union
+from typing import Any, Iterable, List, Set, Union
 
 import pydantic
 
 from .preset import EXTRA_NETWORK_TAG, ALL_TYPES, LoraRef, StylePreset, describe_validation_error
 
 CSV_FIELDS = ("name", "prompt", "negative_prompt")
+_LORA_KINDS = ("lora", "lyco")  # A1111 1.10's Lora extension answers to both
 _EMPTY_ITEMS = re.compile(r"\s*,(?:\s*,)+")
 _EDGE_COMMAS = re.compile(r"^[\s,]+|[\s,]+$")
 _INVALID_NAME_CHARS = re.compile(r"[^\w .+()\-]+")
@@ -115,11 +116,11 @@ def preset_name(style_name: str) -> str:
 def _preset_from_style(name: str, prompt: str, negative: str, family: str,
                        known_embeddings: Set[str], where: str) -> StylePreset:
     try:
-        loras = [_lora_ref(m) for m in EXTRA_NETWORK_TAG.finditer(prompt) if m.group(1) == "lora"]
+        loras = [_lora_ref(m) for m in EXTRA_NETWORK_TAG.finditer(prompt) if m.group(1) in _LORA_KINDS]
     except pydantic.ValidationError as exc:
         raise ImportFormatError(f"{where}: style {name!r} has an unusable LoRA tag: "
                                 f"{describe_validation_error(exc)[0][1]}") from None
-    prompt = _tidy(EXTRA_NETWORK_TAG.sub(lambda m: "" if m.group(1) == "lora" else m.group(0), prompt))
+    prompt = _tidy(EXTRA_NETWORK_TAG.sub(lambda m: "" if m.group(1) in _LORA_KINDS else m.group(0), prompt))
     prompt, embeddings = _split_embeddings(prompt, known_embeddings)
     negative, negative_embeddings = _split_embeddings(_tidy(negative), known_embeddings)
     if "{prompt}" not in prompt:  # A1111 appends such a style after the user's prompt

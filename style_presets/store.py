@@ -108,6 +108,9 @@ class PresetStore:
     def _load_dir(self, folder: Path) -> Dict[str, StylePreset]:
         presets: Dict[str, StylePreset] = {}
         if not folder.is_dir():
+            if folder.exists():
+                self.errors.append(PresetLoadError(folder, "(folder)", "is a file, not a folder; "
+                                                   "point the preset folder setting at a directory"))
             return presets
         for path in sorted(folder.glob("*.json")):
             preset, errors = read_preset(path)

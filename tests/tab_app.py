@@ -1,6 +1,6 @@
 """Serve the NewsPicGen tab outside the WebUI, the way A1111 mounts it.
 
-    .venv-gradio3/bin/python tests/tab_app.py --port 7861
+    .venv-gradio3/bin/python tests/tab_app.py --port 7861 [--loras loras.json --embeddings embeddings.json]
 
 Settings come from NEWSPICGEN_* environment variables (config_from_env), read
 on every event. The browser test runs this in a gradio 3.41.2 venv (A1111's
@@ -20,15 +20,23 @@ import gradio as gr  # noqa: E402
 
 from extension.config import config_from_env  # noqa: E402
 from extension.tab import build_tab  # noqa: E402
+from extension.webui_hooks import WebUIHooks  # noqa: E402
+from style_presets.availability import Availability  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--loras", help="a saved GET /sdapi/v1/loras body: the LoRAs 'the WebUI' has")
+    parser.add_argument("--embeddings", help="a saved GET /sdapi/v1/embeddings body")
     args = parser.parse_args()
 
-    tab = build_tab(config_from_env)
+    hooks = None
+    if args.loras or args.embeddings:  # what the WebUI would report; no Send buttons outside it
+        available = Availability.from_files(args.loras, args.embeddings)
+        hooks = WebUIHooks(available=lambda: available)
+    tab = build_tab(config_from_env, hooks)
     # System fonts only: the default theme would ask Google Fonts for its fonts.
     theme = gr.themes.Default(font=["sans-serif"], font_mono=["monospace"])
     with gr.Blocks(theme=theme, title="NewsPicGen", analytics_enabled=False) as demo:
@@ -36,7 +44,7 @@ def main() -> int:
             tab.render()  # as A1111's ui.py does with every on_ui_tabs Blocks
     demo.queue()
     demo.launch(server_name=args.host, server_port=args.port, prevent_thread_lock=True,
-                show_error=True, quiet=True)
+                show_error=True, quiet=True, show_api=False)
     print(f"READY http://{args.host}:{args.port}", flush=True)
     demo.block_thread()
     return 0

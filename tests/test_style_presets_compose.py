@@ -152,6 +152,17 @@ def test_missing_networks_dropped_with_warnings(store):
     assert full.warnings == [] and "<lora:add_detail:0.5>" in full.prompt
 
 
+def test_model_text_cannot_load_an_installed_embedding(store):
+    available = Availability({"add_detail"}, {"EasyNegative", "ghibli-style"})
+    request = compose(picture("easynegative cat, Ghibli-Style hills, EasyNegatives"),
+                      store.get("editorial-photo-sd15"), available=available)
+    assert "easynegative" not in request.prompt.lower().replace("easynegatives", "")
+    assert "ghibli-style" not in request.prompt.lower()
+    assert "EasyNegatives" in request.prompt  # a longer word is a different token run
+    assert request.negative_prompt.startswith("EasyNegative, ")  # the preset's own use stays
+    assert sum("split it so it does not load" in w for w in request.warnings) == 2
+
+
 def test_without_availability_everything_is_kept(store):
     request = compose(picture(), store.get("ink-wash-sd15"))
     assert "<lora:add_detail:-0.6>" in request.prompt and request.warnings == []

@@ -73,6 +73,12 @@ def test_backslash_cannot_unescape():
     assert live_syntax(out) == []
 
 
+def test_colon_number_cannot_be_rebuilt():
+    # removing only the last colon of "::0" would leave ": 0", a live weight before ")"
+    for text in ("::0", ": :1.5", "a:\t:.5", "x:+1"):
+        assert live_syntax("(" + neutralize(text) + ")") == ["(", ")"], text
+
+
 def test_keywords_only_defused_as_whole_uppercase_words():
     assert neutralize("ANDROID BREAKING and AND BREAK") == "ANDROID BREAKING and and break"
 

@@ -193,3 +193,11 @@ def test_reload_sees_files_added_by_hand(store, tmp_path):
     assert "hand" not in store.names()
     store.reload()
     assert "hand" in store.names()
+
+
+def test_preset_folder_that_is_a_file_is_reported(tmp_path):
+    (tmp_path / "presets").write_text("oops", encoding="utf-8")
+    store = PresetStore(tmp_path / "presets")
+    assert [str(e) for e in store.errors] == [f"{tmp_path / 'presets'}: (folder): is a file, not a folder; "
+                                              "point the preset folder setting at a directory"]
+    assert "newspicgen-comic-person" in store.names()

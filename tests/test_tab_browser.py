@@ -28,6 +28,9 @@ from prompt_server.schema import PicturePrompt
 REPO = Path(__file__).resolve().parents[1]
 GRADIO3_VENV = Path(os.environ.get("NEWSPICGEN_GRADIO3_VENV", REPO / ".venv-gradio3"))
 GRADIO3_PYTHON = GRADIO3_VENV / "bin" / "python"
+# A1111 1.10.1's pins (requirements_versions.txt) that gradio 3.41.2 needs to run on Python 3.11
+GRADIO3_PINS = ("'gradio==3.41.2' 'fastapi==0.94.0' 'pydantic>=1.10,<2' 'httpx==0.24.1' 'numpy==1.26.2' "
+                "'Pillow==9.5.0' 'huggingface_hub<0.26' requests tqdm")
 CHROMIUM = os.environ.get("NEWSPICGEN_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -39,7 +42,8 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium chromium-driver",
                 allow_module_level=True)
 if not GRADIO3_PYTHON.exists():
-    pytest.skip(f"no gradio 3.41.2 venv at {GRADIO3_VENV}: see the Makefile's gradio3-venv target",
+    pytest.skip(f"no gradio 3.41.2 venv at {GRADIO3_VENV}: python3 -m venv {GRADIO3_VENV} && "
+                f"{GRADIO3_VENV}/bin/pip install {GRADIO3_PINS}",
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the Python package)")
 
@@ -48,12 +52,12 @@ NEWS = [{"title": "九旬老人坚持晨跑 完成人生第十个半程马拉松
                     "李大爷说，坚持晨跑三十年让他保持了健康的身体。"}]
 
 
-def _start_app(server_url: str, preset_dir: Path):
+def _start_app(server_url: str, preset_dir: Path, *extra: str):
     port = free_port()
     env = dict(os.environ, NEWSPICGEN_SERVER_URL=server_url, NEWSPICGEN_PRESET_DIR=str(preset_dir),
                NEWSPICGEN_TIMEOUT="60", GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=str(REPO))
     log = open(preset_dir.parent / f"tab_app_{port}.log", "w+b")
-    process = subprocess.Popen([str(GRADIO3_PYTHON), str(REPO / "tests" / "tab_app.py"), "--port", str(port)],
+    process = subprocess.Popen([str(GRADIO3_PYTHON), str(REPO / "tests" / "tab_app.py"), "--port", str(port), *extra],
                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}", log
 
@@ -89,7 +93,11 @@ def apps(local_server_url, tmp_path_factory):
     preset_dir = tmp_path_factory.mktemp("tab") / "presets"
     preset_dir.mkdir()
     dead_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    live = _start_app(local_server_url, preset_dir)
+    # "the WebUI" of the live app has one LoRA and no embeddings
+    loras, embeddings = preset_dir.parent / "loras.json", preset_dir.parent / "embeddings.json"
+    loras.write_text(json.dumps([{"name": "inkstyle", "alias": "inkstyle", "path": "x", "metadata": {}}]))
+    embeddings.write_text(json.dumps({"loaded": {}, "skipped": {}}))
+    live = _start_app(local_server_url, preset_dir, "--loras", str(loras), "--embeddings", str(embeddings))
     dead = _start_app(dead_url, preset_dir)
     try:
         for started in (live, dead):
@@ -194,7 +202,7 @@ def test_generate_fills_fields_and_preview_follows_edits_and_preset(apps, page):
     wait_value(page, "infotext", f"v.includes({json.dumps('NewsPicGen preset: ' + other)})")
     assert value(page, "positive") != positive
     assert "a red panda eating bamboo in fresh snow" in value(page, "positive")
-    assert not page.is_checked("#newspicgen_follow input")
+    page.wait_for_function("!document.querySelector('#newspicgen_follow input').checked")
     # ... so a type change keeps the user's preset
     pick_dropdown(page, "type", "1 animal / 动物")
     wait_value(page, "infotext", "v.includes('NewsPicGen type: 1')")
@@ -284,6 +292,16 @@ def test_preset_editor_duplicates_validates_saves_and_deletes(apps, page):
     page.click("#newspicgen_editor_save")
     page.wait_for_function("document.querySelector('#newspicgen_editor_msg').innerText.includes('Saved')")
     assert json.loads(saved.read_text(encoding="utf-8"))["prompt"] == "woodcut print, {prompt}, bold lines"
+
+    # LoRAs and embeddings the WebUI lacks are named before anyone generates
+    data["loras"] = [{"name": "inkstyle", "weight": 0.8}, {"name": "papercut", "weight": 0.5}]
+    data["embeddings"] = ["goodhands"]
+    page.fill(_box("editor_json"), json.dumps(data, ensure_ascii=False, indent=2))
+    page.wait_for_function("document.querySelector('#newspicgen_editor_check').innerText.includes('papercut')")
+    check = page.inner_text("#newspicgen_editor_check")
+    assert "goodhands" in check and "inkstyle" not in check
+    positive = value(page, "editor_positive")
+    assert "<lora:inkstyle:0.8>" in positive and "papercut" not in positive
 
     # the new preset is offered in the tab's preset dropdown too
     page.click("#newspicgen_preset input")

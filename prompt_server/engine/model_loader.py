@@ -65,12 +65,15 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 def load_model(model: str, *, source: str = "auto", device: str = "auto",
                dtype: str = "auto", context_length: Optional[int] = None) -> LoadedModel:
     path = resolve_model(model, source)
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+        raise ModelLoadError(f"cannot load model {model!r}: the folder has no config.json "
+                             f"(point --model at the folder holding the model's files)")
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"cannot load model {model!r}: {str(exc).splitlines()[0]} "
             f"(pass a local folder, a Hugging Face id, or modelscope:ID)") from None

@@ -1,0 +1,143 @@
+"""Articles per second of `batch` against the embedded engine, at several concurrencies.
+
+    python benchmarks/batch_throughput.py [--articles 16] [--rounds 3] [--levels 1,2,4,8]
+
+Builds the tiny random-weight test model (tests/tiny_model.py), starts a real
+`python -m prompt_server serve --engine local` on loopback, then runs the real
+batch pipeline over the same articles at each concurrency. Levels are
+interleaved within every round (in a rotated order), so a machine that gets
+busier or quieter during the run shifts all levels alike. A fixed --seed keeps
+each article's answer (and so its token count) the same at every level, which
+makes the work comparable. Prints a table with the ratio to concurrency 1.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from prompt_server.cli import main as cli_main  # noqa: E402
+from tests.tiny_model import build_tiny_model  # noqa: E402
+
+SAMPLE = REPO.parent / "shared" / "data" / "news_dev.jsonl"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def articles(count: int) -> list:
+    """The sample news when present (repeated to `count`), else generated ones."""
+    rows = []
+    if SAMPLE.exists():
+        rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        rows = [{"title": f"第{i}条新闻", "content": f"这是第{i}条新闻的内容，市民纷纷点赞。"} for i in range(24)]
+    return [{"id": f"b{i:03d}", "title": rows[i % len(rows)]["title"], "content": rows[i % len(rows)]["content"]}
+            for i in range(count)]
+
+
+@contextlib.contextmanager
+def local_server(model_dir: Path, max_batch_size: int):
+    port = free_port()
+    cmd = [sys.executable, "-m", "prompt_server", "serve", "--engine", "local", "--model", str(model_dir),
+           "--host", "127.0.0.1", "--port", str(port), "--max-batch-size", str(max_batch_size)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited: {proc.stderr.read()[-2000:]}")
+            try:
+                if requests.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("server did not become ready in 300 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def one_run(url: str, news: Path, work: Path, concurrency: int, seed: int) -> tuple:
+    """(articles/s, p50 latency ms) of one full batch run."""
+    out = Path(tempfile.mkdtemp(dir=work, prefix=f"c{concurrency}-"))
+    args = ["batch", str(news), "--out", str(out), "--server", url, "--concurrency", str(concurrency),
+            "--seed", str(seed), "--preset-dir", str(work / "presets"), "--retries", "0", "--timeout", "600"]
+    sink = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        code = cli_main(args)
+    elapsed = time.perf_counter() - started
+    records = [json.loads(line) for line in (out / "prompts.jsonl").read_text(encoding="utf-8").splitlines()]
+    if code != 0:
+        raise SystemExit(f"batch at concurrency {concurrency} exited {code}:\n{sink.getvalue()[-2000:]}")
+    latencies = sorted(r["latency_ms"] for r in records)
+    return len(records) / elapsed, latencies[len(latencies) // 2]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--articles", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--levels", default="1,2,4,8")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-batch-size", type=int, default=8, help="the engine's batch limit")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    with tempfile.TemporaryDirectory(prefix="newspicgen-bench-") as tmp:
+        work = Path(tmp)
+        model_dir = build_tiny_model(work / "tiny-model")
+        news = work / "news.jsonl"
+        news.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in articles(args.articles)),
+                        encoding="utf-8")
+        rates = {c: [] for c in levels}
+        p50s = {c: [] for c in levels}
+        with local_server(model_dir, args.max_batch_size) as url:
+            one_run(url, news, work, max(levels), args.seed)  # warm-up (first-call costs), not counted
+            for round_no in range(args.rounds):
+                order = levels[round_no % len(levels):] + levels[:round_no % len(levels)]
+                for c in order:
+                    rate, p50 = one_run(url, news, work, c, args.seed)
+                    rates[c].append(rate)
+                    p50s[c].append(p50)
+                    print(f"round {round_no + 1}: concurrency {c}: {rate:.2f} articles/s", file=sys.stderr)
+
+    base = statistics.median(rates[levels[0]])
+    print(f"\nbatch throughput, embedded engine, tiny model, {args.articles} articles, {args.rounds} rounds, "
+          f"{os.cpu_count()} CPUs, engine --max-batch-size {args.max_batch_size}")
+    print(f"{'concurrency':>11} | {'articles/s (median)':>19} | {'min-max':>11} | {'p50 latency':>11} | "
+          f"ratio to {levels[0]}")
+    for c in levels:
+        median = statistics.median(rates[c])
+        print(f"{c:>11} | {median:>19.2f} | {min(rates[c]):>5.2f}-{max(rates[c]):<5.2f} | "
+              f"{statistics.median(p50s[c]):>8.0f} ms | {median / base:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
