@@ -82,7 +82,7 @@ def test_interrupted_runs_resume_to_all_24_articles_exactly_once(tmp_path, local
         proc = subprocess.Popen(args, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
-        while len(read_lines(prompts)) < lines_wanted:
+        while (prompts.read_bytes().count(b"\n") if prompts.exists() else 0) < lines_wanted:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "batch wrote nothing in 120 s"
             time.sleep(0.05)
@@ -108,6 +108,9 @@ def test_interrupted_runs_resume_to_all_24_articles_exactly_once(tmp_path, local
     final = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=180)
     assert final.returncode == 0, final.stderr
     assert "half-written last line" in final.stderr
+    # not a terminal: plain progress lines instead of a tqdm bar
+    assert f"batch: {24 - done_second}/{24 - done_second} (100%)" in final.stderr and "ETA" in final.stderr
+    assert "\r" not in final.stderr
     assert f"{24 - done_second} done, {done_second} skipped (done before), 0 failed" in final.stdout
     assert "p50" in final.stdout and str(prompts) in final.stdout
     assert not (out / "failed.jsonl").exists()
