@@ -54,11 +54,15 @@ def articles(count: int) -> list:
 
 
 @contextlib.contextmanager
-def local_server(model_dir: Path, max_batch_size: int):
+def local_server(model_dir: Path, max_batch_size: int, threads: int | None):
     port = free_port()
+    env = dict(os.environ)
+    if threads:  # fewer torch threads spin less when other processes hold the CPUs
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "prompt_server", "serve", "--engine", "local", "--model", str(model_dir),
            "--host", "127.0.0.1", "--port", str(port), "--max-batch-size", str(max_batch_size)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -106,8 +110,11 @@ def main() -> int:
     parser.add_argument("--levels", default="1,2,4,8")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-batch-size", type=int, default=8, help="the engine's batch limit")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads in the server (OMP_NUM_THREADS; default: torch's choice)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
+    load_before = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="newspicgen-bench-") as tmp:
         work = Path(tmp)
@@ -117,7 +124,7 @@ def main() -> int:
                         encoding="utf-8")
         rates = {c: [] for c in levels}
         p50s = {c: [] for c in levels}
-        with local_server(model_dir, args.max_batch_size) as url:
+        with local_server(model_dir, args.max_batch_size, args.threads) as url:
             one_run(url, news, work, max(levels), args.seed)  # warm-up (first-call costs), not counted
             for round_no in range(args.rounds):
                 order = levels[round_no % len(levels):] + levels[:round_no % len(levels)]
@@ -129,7 +136,11 @@ def main() -> int:
 
     base = statistics.median(rates[levels[0]])
     print(f"\nbatch throughput, embedded engine, tiny model, {args.articles} articles, {args.rounds} rounds, "
-          f"{os.cpu_count()} CPUs, engine --max-batch-size {args.max_batch_size}")
+          f"{os.cpu_count()} CPUs, engine --max-batch-size {args.max_batch_size}, "
+          f"torch threads {args.threads or 'default'}")
+    # Other processes competing for the CPUs swamp the differences between levels; say how busy it was.
+    print(f"load average before {load_before:.1f}, after {os.getloadavg()[0]:.1f} "
+          f"(numbers are only comparable on an otherwise idle machine)")
     print(f"{'concurrency':>11} | {'articles/s (median)':>19} | {'min-max':>11} | {'p50 latency':>11} | "
           f"ratio to {levels[0]}")
     for c in levels:

@@ -80,6 +80,8 @@ class PresetEditor:
         `state` (a gr.State) is {"name", "text" (as loaded or saved), "drafts": {name: text}}.
         """
         state = dict(state or {})
+        if name and name == state.get("name") and text == state.get("text"):
+            return Outcome()  # already shown, e.g. right after Duplicate or Save: keep their message
         drafts = dict(state.get("drafts") or {})
         previous, note = state.get("name"), ""
         if previous and (text or "").strip() and text != state.get("text"):

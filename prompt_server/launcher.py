@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        check_arguments(args)
         engine = choose_engine(args.engine)
         if engine == "sglang":
             return run_sglang(args)
@@ -65,6 +66,17 @@ def run(args: argparse.Namespace) -> int:
     except LaunchError as exc:
         print(f"newspicgen serve: {exc}", file=sys.stderr)
         return 2
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    if not 0 < args.mem_fraction < 1:
+        raise LaunchError(f"--mem-fraction {args.mem_fraction} must be between 0 and 1 (e.g. 0.3)")
+    if args.max_batch_size < 1:
+        raise LaunchError(f"--max-batch-size {args.max_batch_size} must be at least 1")
+    if not 0 <= args.port <= 65535:
+        raise LaunchError(f"--port {args.port} must be between 0 and 65535")
+    if args.context_length < 256:
+        raise LaunchError(f"--context-length {args.context_length} is too small for a news article; use 4096")
 
 
 # ---- engine choice ---------------------------------------------------------
@@ -157,12 +169,24 @@ def run_sglang(args: argparse.Namespace) -> int:
                              served_model_name=args.served_model_name, api_key=args.api_key)
     shown = [("***" if i and command[i - 1] == "--api-key" else part) for i, part in enumerate(command)]
     print("starting: " + " ".join(shown), file=sys.stderr, flush=True)
-    process = subprocess.Popen(command, env=sglang_environment(source))
-    forward = lambda signum, frame: process.send_signal(signum)  # noqa: E731 - the child shuts down itself
+    # its own session: a terminal's Ctrl-C reaches the child once, through us
+    process = subprocess.Popen(command, env=sglang_environment(source), start_new_session=True)
+    stopping = []
+
+    def forward(signum, frame):
+        stopping.append(signum)
+        if process.poll() is None:
+            process.send_signal(signum)
+
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         url = base_url(args.host, args.port)
-        wait_until_healthy(url, process)
+        try:
+            wait_until_healthy(url, process)
+        except LaunchError:
+            if stopping:  # the user stopped it while it was starting
+                return _stop(process)
+            raise
         print(f"NewsPicGen prompt server (sglang) ready at {url}", flush=True)
         return process.wait()
     except LaunchError:
@@ -173,13 +197,14 @@ def run_sglang(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(process: subprocess.Popen) -> int:
     if process.poll() is None:
         process.terminate()
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+    return process.wait()
 
 
 # ---- local -----------------------------------------------------------------

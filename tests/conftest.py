@@ -43,7 +43,10 @@ def start_local_server(model_dir, *extra_args: str, timeout: float = SERVER_STAR
     url = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile()
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               # one thread: a 64-wide model gains nothing from more, and spinning
+               # OpenMP threads slow everything down on a busy 2-core machine
+               OMP_NUM_THREADS="1")
     process = subprocess.Popen(
         [sys.executable, "-m", "prompt_server", "serve", "--engine", "local", "--model", str(model_dir),
          "--host", "127.0.0.1", "--port", str(port), *extra_args],

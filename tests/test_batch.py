@@ -347,3 +347,28 @@ def test_unknown_preset_refuses_to_start(tmp_path, local_server_url, capsys):
                  "--preset", "no-such-preset"]) == 2
     err = capsys.readouterr().err
     assert "no-such-preset" in err and len(err.strip().splitlines()) == 1
+
+
+def test_second_ctrl_c_abandons_requests_in_flight(tmp_path, local_server_url):
+    write_news(tmp_path / "news.jsonl", 3)
+    with FaultProxy(local_server_url, lambda n: "hang", hang_s=60.0) as proxy:
+        proc = subprocess.Popen(batch_cmd(str(tmp_path / "news.jsonl"), "--out", str(tmp_path / "out"),
+                                          "--server", proxy.url, "--concurrency", "2", "--timeout", "120",
+                                          "--preset-dir", str(tmp_path / "presets")),
+                                cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 60
+        while proxy.chat_requests < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):  # the first Ctrl-C waits for the two in flight
+            proc.wait(timeout=1.0)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "press Ctrl-C again" in stderr and "Traceback" not in stderr
+    assert "0 done, 0 skipped (done before), 0 failed, 3 not started or abandoned" in stdout
+    assert "rerun the same command to continue" in stdout
+    assert proxy.chat_requests == 2  # nothing new was sent after the first Ctrl-C
+    assert (tmp_path / "out" / "prompts.jsonl").read_bytes() == b""

@@ -133,3 +133,40 @@ def test_modelscope_without_package_says_how_to_install():
             resolve_model("modelscope:blacker521/NewsPicGen")
     else:
         pytest.skip("modelscope is installed here")
+
+
+def test_wait_until_healthy_reports_a_child_that_died():
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    process.wait()
+    with pytest.raises(launcher.LaunchError, match="exited with code 3"):
+        launcher.wait_until_healthy("http://127.0.0.1:9", process, timeout=30)
+
+
+def test_wait_until_healthy_returns_once_health_answers(local_server_url):
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        launcher.wait_until_healthy(local_server_url, process, timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_wait_until_healthy_times_out_with_the_url():
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(launcher.LaunchError, match=r"did not answer http://127\.0\.0\.1:9/health"):
+            launcher.wait_until_healthy("http://127.0.0.1:9", process, timeout=0.5)
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--mem-fraction", "1.5"], "--mem-fraction 1.5 must be between 0 and 1"),
+    (["--max-batch-size", "0"], "--max-batch-size 0 must be at least 1"),
+    (["--port", "70000"], "--port 70000"),
+])
+def test_bad_arguments_are_one_line_errors(argv, needle, capsys):
+    assert launcher.run(parse("--engine", "local", *argv)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]

@@ -125,6 +125,11 @@ def page(browser):
                   if re.match(r"https?://127\.0\.0\.1[:/]", route.request.url) else route.abort())
     page = context.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)
+    # gradio runs queue=False events (the live preview) as plain POSTs; settle() waits for them
+    page.pending = set()
+    page.on("request", lambda request: page.pending.add(request) if request.method == "POST" else None)
+    page.on("requestfinished", page.pending.discard)
+    page.on("requestfailed", page.pending.discard)
     yield page
     context.close()
 
@@ -151,9 +156,26 @@ def dropdown_value(page, name: str) -> str:
     return page.input_value(f"#newspicgen_{name} input")
 
 
+def settle(page, quiet_ms: int = 300) -> None:
+    """Wait until no event request has been in flight for quiet_ms, so a late answer to an
+    earlier change cannot overwrite what the next step checks."""
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    quiet_since = None
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+        if page.pending:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_ms / 1000:
+            return
+    pytest.fail(f"the page kept requests in flight for {UI_TIMEOUT_MS} ms: {[r.url for r in page.pending]}")
+
+
 def pick_dropdown(page, name: str, option: str) -> None:
     page.click(f"#newspicgen_{name} input")
     page.click(f"#newspicgen_{name} ul.options li[data-value={json.dumps(option, ensure_ascii=False)}]")
+    settle(page)
 
 
 def generate(page, url: str, news: dict) -> None:
@@ -175,6 +197,7 @@ def test_generate_fills_fields_and_preview_follows_edits_and_preset(apps, page):
     news = NEWS[0]
     generate(page, live_url, news)
     wait_value(page, "en_prompt", "v.length > 0", timeout=GENERATE_TIMEOUT_MS)
+    settle(page)
 
     # the pasted article was split: first line -> title
     assert value(page, "title") == news["title"]
@@ -209,6 +232,7 @@ def test_generate_fills_fields_and_preview_follows_edits_and_preset(apps, page):
     assert dropdown_value(page, "preset") == other
     # following again picks the type's default preset
     page.check("#newspicgen_follow input")
+    settle(page)
     page.wait_for_function(f"document.querySelector('#newspicgen_preset input').value != {json.dumps(other)}")
     wait_value(page, "infotext", f"!v.includes({json.dumps('NewsPicGen preset: ' + other)})")
 
@@ -217,6 +241,7 @@ def test_more_candidates_lets_the_user_pick_one(apps, page):
     live_url, _, _ = apps
     generate(page, live_url, NEWS[0])
     wait_value(page, "en_prompt", "v.length > 0", timeout=GENERATE_TIMEOUT_MS)
+    settle(page)
     page.click("#newspicgen_more")  # the accordion
     page.fill("#newspicgen_n input[type=number]", "2")
     page.press("#newspicgen_n input[type=number]", "Enter")
@@ -268,6 +293,7 @@ def test_preset_editor_duplicates_validates_saves_and_deletes(apps, page):
     page.fill(_box("editor_new_name"), "my-comic")
     page.click("#newspicgen_editor_duplicate")
     page.wait_for_function("document.querySelector('#newspicgen_editor_msg').innerText.includes('Duplicated')")
+    settle(page)
     saved = preset_dir / "my-comic.json"
     assert json.loads(saved.read_text(encoding="utf-8"))["name"] == "my-comic"
     assert dropdown_value(page, "editor_pick") == "my-comic"

@@ -22,7 +22,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import llguidance
 import torch
@@ -56,8 +56,9 @@ class GenerationError(RuntimeError):
     pass
 
 
-@dataclass
+@dataclass(eq=False)
 class _Sequence:
+    index: int                      # position in the batch as submitted
     request: GenerationRequest
     matcher: Optional["llguidance.LLMatcher"]
     rng: torch.Generator
@@ -78,10 +79,12 @@ class Generator:
         return compile_grammar(self.ll_tokenizer, regex=regex, json_schema=json_schema)
 
     @torch.inference_mode()
-    def generate(self, requests: List[GenerationRequest]) -> List[GenerationResult]:
+    def generate(self, requests: List[GenerationRequest],
+                 on_finish: Optional[Callable[[int, GenerationResult], None]] = None) -> List[GenerationResult]:
+        """Decode a batch; on_finish(i, result) is called as soon as request i is done."""
         if not 0 < len(requests) <= self.max_batch_size:
             raise ValueError(f"batch of {len(requests)} requests; allowed 1..{self.max_batch_size}")
-        seqs = [self._start(r) for r in requests]
+        seqs = [self._start(i, r) for i, r in enumerate(requests)]
         model, device = self.loaded.model, self.loaded.device
 
         lengths = [len(r.prompt_ids) for r in requests]
@@ -107,6 +110,8 @@ class Generator:
             next_tokens = self._sample(logits, active)
             for seq, token in zip(active, next_tokens):
                 self._advance(seq, token)
+                if seq.finish_reason is not None and on_finish is not None:
+                    on_finish(seq.index, self._result(seq, time.perf_counter() - started))
             keep = [row for row, s in enumerate(active) if s.finish_reason is None]
             if not keep:
                 break
@@ -125,9 +130,9 @@ class Generator:
                         past_key_values=cache, use_cache=True)
             logits = out.logits[:, -1, :]
         elapsed = time.perf_counter() - started
-        return [self._result(s, elapsed) for s in seqs]
+        return [self._result(s, elapsed) for s in seqs]  # decode_seconds: the whole batch's
 
-    def _start(self, request: GenerationRequest) -> _Sequence:
+    def _start(self, index: int, request: GenerationRequest) -> _Sequence:
         matcher = None
         if request.grammar is not None:
             matcher = llguidance.LLMatcher(self.ll_tokenizer, request.grammar, log_level=0)
@@ -135,7 +140,7 @@ class Generator:
                 raise GenerationError(f"grammar rejected: {matcher.get_error()}")
         rng = torch.Generator()
         rng.manual_seed(request.seed if request.seed is not None else secrets.randbits(63))
-        return _Sequence(request, matcher, rng)
+        return _Sequence(index, request, matcher, rng)
 
     def _sample(self, logits: torch.Tensor, active: List[_Sequence]) -> List[int]:
         """One token per row: greedy at temperature 0, else inverse-CDF with the row's own RNG."""
@@ -222,11 +227,11 @@ class BatchScheduler:
                     self._queue.put(None)
                     break
                 batch.append(item)
-            try:
-                results = self.generator.generate([request for request, _ in batch])
-            except Exception as exc:  # reported to every waiting request, the server stays up
-                for _, future in batch:
-                    future.set_exception(exc)
-            else:
-                for (_, future), result in zip(batch, results):
-                    future.set_result(result)
+            futures = [future for _, future in batch]
+            try:  # each answer goes out as soon as its sequence is done, not at the batch's end
+                self.generator.generate([request for request, _ in batch],
+                                        on_finish=lambda i, result: futures[i].set_result(result))
+            except Exception as exc:  # reported to every request still waiting; the server stays up
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
