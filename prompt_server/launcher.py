@@ -209,6 +209,16 @@ def _stop(process: subprocess.Popen) -> int:
 
 # ---- local -----------------------------------------------------------------
 
+def _check_port_free(host: str, port: int) -> None:
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise LaunchError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -222,6 +232,7 @@ def run_local(args: argparse.Namespace) -> int:
     from .engine.http_server import build_service, make_server
     from .engine.model_loader import ModelLoadError
 
+    _check_port_free(args.host, args.port)  # fail in a second, not after loading the model
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     try:
         service = build_service(model, source=source, device=args.device, dtype=args.dtype,

@@ -128,8 +128,8 @@ def page(browser):
     # gradio runs queue=False events (the live preview) as plain POSTs; settle() waits for them
     page.pending = set()
     page.on("request", lambda request: page.pending.add(request) if request.method == "POST" else None)
-    page.on("requestfinished", page.pending.discard)
-    page.on("requestfailed", page.pending.discard)
+    page.on("requestfinished", lambda request: page.pending.discard(request))
+    page.on("requestfailed", lambda request: page.pending.discard(request))
     yield page
     context.close()
 
