@@ -7,8 +7,11 @@ MODEL  ?= blacker521/NewsPicGen
 PORT   ?= 30000
 # torch first, pinned: an unpinned torch pulls a multi-GB build; 2.13.0 has CPU and CUDA wheels.
 TORCH  ?= torch==2.13.0
+# The tab is tested against AUTOMATIC1111 1.10's own pins (requirements_versions.txt).
+GRADIO3_PINS = 'gradio==3.41.2' 'fastapi==0.94.0' 'pydantic>=1.10,<2' 'httpx==0.24.1' \
+               'numpy==1.26.2' 'Pillow==9.5.0' 'huggingface_hub<0.26' requests tqdm
 
-.PHONY: setup serve test clean
+.PHONY: setup setup-test serve test clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +19,25 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[server,test]'
 	touch $@
 
+.venv-gradio3/.installed: Makefile
+	$(PYTHON) -m venv .venv-gradio3
+	.venv-gradio3/bin/pip install -q $(GRADIO3_PINS)
+	touch $@
+
+# The browser test uses Debian's Chromium (test tools cannot download browsers here).
+/usr/bin/chromium:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: install Chromium (apt-get install chromium) to run the browser test; it is skipped without it"; fi
+
 setup: $(VENV)/.installed
+
+setup-test: setup .venv-gradio3/.installed /usr/bin/chromium
 
 serve: setup
 	$(VENV)/bin/newspicgen serve --model $(MODEL) --port $(PORT)
 
-test: setup
+test: setup-test
 	$(VENV)/bin/python -m pytest -q
 
 clean:

@@ -258,7 +258,11 @@ class PromptClient:
 
     def _request(self, method: str, path: str, *, json: Any = None,
                  timeout: Optional[float] = None) -> requests.Response:
-        """One HTTP call; retried with backoff on connection errors, timeouts and 5xx only."""
+        """One HTTP call; retried with backoff on connection errors and 5xx only.
+
+        A read timeout is not retried: the server has the request and is busy
+        with it, so a retry would only queue a duplicate behind it.
+        """
         url = self.base_url + path
         timeout = self.timeout if timeout is None else timeout
         for attempt in range(self.retries + 1):
@@ -273,6 +277,8 @@ class PromptClient:
                     ServerUnreachable(self.base_url, "connection timed out")
                     if isinstance(exc, requests.exceptions.ConnectTimeout)
                     else ServerTimeout(self.base_url, timeout))
+                if isinstance(error, ServerTimeout):
+                    raise error from exc
             except requests.exceptions.ConnectionError as exc:
                 error = ServerUnreachable(self.base_url, _connection_reason(exc))
             except requests.exceptions.RequestException as exc:

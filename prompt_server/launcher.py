@@ -228,11 +228,11 @@ def run_local(args: argparse.Namespace) -> int:
         if importlib.util.find_spec(name) is None:
             raise LaunchError(f"the local engine needs {name}: pip install 'newspicgen-sdwebui[server]' "
                               f"(install torch for your platform first)")
+    _check_port_free(args.host, args.port)  # fail in a second, not after loading the model
     model, source = split_model_source(args.model, args.source)
     from .engine.http_server import build_service, make_server
     from .engine.model_loader import ModelLoadError
 
-    _check_port_free(args.host, args.port)  # fail in a second, not after loading the model
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     try:
         service = build_service(model, source=source, device=args.device, dtype=args.dtype,

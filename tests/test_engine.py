@@ -1,6 +1,7 @@
 """The embedded engine over real HTTP on loopback, with the tiny model and real llguidance."""
 from __future__ import annotations
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,7 +45,7 @@ def test_json_schema_response_format(local_server_url):
     fmt = {"type": "json_schema", "json_schema": {"name": "picture_prompt", "schema": output_json_schema()}}
     for seed in (1, 2):
         text = answer(chat(local_server_url, response_format=fmt, seed=seed))
-        assert list(PicturePrompt.from_json(text).to_dict()) == list(__import__("json").loads(text))
+        assert list(PicturePrompt.from_json(text).to_dict()) == list(json.loads(text))
 
 
 def test_bad_regex_is_400_and_server_stays_up(local_server_url):

@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -285,7 +283,7 @@ def test_preset_editor_duplicates_validates_saves_and_deletes(apps, page):
     page.goto(live_url, wait_until="domcontentloaded")
     page.click("#newspicgen_editor")  # the accordion
     pick_dropdown(page, "editor_pick", "newspicgen-comic-person")
-    text = wait_value(page, "editor_json", "v.includes('newspicgen-comic-person')")
+    wait_value(page, "editor_json", "v.includes('\"name\": \"newspicgen-comic-person\"')")
     assert page.is_disabled(_box("editor_json"))  # built-ins are read-only
     assert "read-only" in page.inner_text("#newspicgen_editor_msg")
     assert value(page, "editor_positive")  # preview on the sample prompt
