@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -11,6 +10,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from loopback import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER_START_TIMEOUT_S = 120.0
@@ -25,12 +26,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         from tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_local_server(model_dir, *extra_args: str, timeout: float = SERVER_START_TIMEOUT_S):
@@ -61,21 +56,11 @@ def start_local_server(model_dir, *extra_args: str, timeout: float = SERVER_STAR
                     return process, url
         except OSError:
             time.sleep(0.2)
-    stop_server(process)
+    stop_process(process)
     log.seek(0)
     stderr = log.read().decode("utf-8", "replace")[-4000:]
     pytest.fail(f"local engine at {url} did not become healthy (exit code {process.returncode}); "
                 f"stderr:\n{stderr}", pytrace=False)
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -83,4 +68,4 @@ def local_server_url(tiny_model_dir):
     """Base URL of a real `serve --engine local` subprocess running the tiny model."""
     process, url = start_local_server(tiny_model_dir)
     yield url
-    stop_server(process)
+    stop_process(process)

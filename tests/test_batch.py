@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 import requests
 
+from loopback import LoopbackServer, free_port
 from prompt_server.cli import main
 from prompt_server.schema import PicturePrompt
 
@@ -59,12 +59,6 @@ def write_news(path: Path, count: int, prefix: str = "a") -> list:
             for i in range(count)]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return [r["id"] for r in rows]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------ the issue's Done-when
@@ -119,7 +113,7 @@ def test_interrupted_runs_resume_to_all_24_articles_exactly_once(tmp_path, local
 
 # ------------------------------------------------------------ fault injection
 
-class FaultProxy(ThreadingHTTPServer):
+class FaultProxy(LoopbackServer):
     """A real loopback server in front of the tiny-model server.
 
     `faults(n)` names the fault for the n-th chat request (1-based) or None to
@@ -127,10 +121,8 @@ class FaultProxy(ThreadingHTTPServer):
     itself down, so later connections are refused like a crashed server's.
     """
 
-    daemon_threads = True
-
     def __init__(self, upstream: str, faults=lambda n: None, die_after=None, hang_s=0.0):
-        super().__init__(("127.0.0.1", 0), _FaultHandler)
+        super().__init__(_FaultHandler)
         self.upstream, self.faults, self.die_after, self.hang_s = upstream, faults, die_after, hang_s
         self.lock = threading.Lock()
         self.chat_requests = 0
@@ -138,22 +130,11 @@ class FaultProxy(ThreadingHTTPServer):
         self.injected = []
         self.dead = False
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.die()
-
-    def die(self) -> None:
+    def close(self) -> None:
         self.dead = True  # open keep-alive connections get dropped, new ones refused
-        if self.socket.fileno() != -1:
-            self.shutdown()
-            self.server_close()
+        super().close()
+
+    die = close
 
 
 class _FaultHandler(BaseHTTPRequestHandler):

@@ -12,10 +12,11 @@ import struct
 import threading
 import time
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from loopback import LoopbackServer
 from prompt_server.webui_client import (WebUIClient, WebUIError, add_text_chunk, parse_auth,
                                         safe_stem, save_picture)
 
@@ -50,13 +51,11 @@ def png_text_chunks(png: bytes) -> dict:
     return found
 
 
-class FakeWebUI(ThreadingHTTPServer):
+class FakeWebUI(LoopbackServer):
     """Loopback stand-in for `webui.sh --api [--api-auth user:pass]`."""
 
-    daemon_threads = True
-
     def __init__(self, auth=None, fail_prompts_with=None, delay=0.05):
-        super().__init__(("127.0.0.1", 0), _FakeWebUIHandler)
+        super().__init__(_FakeWebUIHandler)
         self.auth = auth
         self.fail_prompts_with = fail_prompts_with  # a word: prompts containing it get HTTP 500
         self.delay = delay
@@ -64,18 +63,6 @@ class FakeWebUI(ThreadingHTTPServer):
         self.in_flight = 0
         self.max_in_flight = 0
         self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.shutdown()
-        self.server_close()
 
 
 class _FakeWebUIHandler(BaseHTTPRequestHandler):

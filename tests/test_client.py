@@ -13,6 +13,7 @@ import pytest
 import requests
 import responses
 
+from loopback import free_port
 from prompt_server.client import (API_KEY_ENV, DEFAULT_SERVER_URL, SERVER_URL_ENV, AuthenticationError,
                                   GrammarRejected, IncompleteOutput, InvalidOutput, PromptClient,
                                   PromptServerError, ServerError, ServerTimeout, ServerUnreachable,
@@ -33,12 +34,6 @@ MOCK_URL = "http://prompt-server.test:30000"
 CHAT = MOCK_URL + "/v1/chat/completions"
 VALID = PicturePrompt(ch_keyword="大熊猫", ch_prompt="两只大熊猫幼崽", en_keyword="panda cubs",
                       en_prompt="two giant panda cubs", type="1")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def completion(content, finish_reason="stop"):

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import start_local_server, stop_server
+from conftest import start_local_server
+from loopback import stop_process
 from prompt_server.schema import PicturePrompt, output_json_schema, output_regex
 
 NEWS = "以下是一篇新闻，标题“城市公园开放”。新闻内容：市民在新公园里散步。，请根据新闻内容生成绘画指令，图片要符合新闻内容，并且有创意。"
@@ -159,7 +160,7 @@ def test_unknown_route_is_404(local_server_url):
 def keyed_server_url(tiny_model_dir):
     process, url = start_local_server(tiny_model_dir, "--api-key", "s3cret", "--served-model-name", "npg")
     yield url
-    stop_server(process)
+    stop_process(process)
 
 
 def test_api_key_is_enforced(keyed_server_url):
@@ -176,7 +177,6 @@ def test_api_key_is_enforced(keyed_server_url):
 
 def test_generator_batch_equals_single_runs(tiny_model_dir):
     """In-process: a batch of differently long prompts decodes exactly like each prompt alone."""
-    from prompt_server.engine.generator import GenerationRequest, Generator
     from prompt_server.engine.model_loader import load_model
 
     import torch

@@ -4,24 +4,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from loopback import free_port
 from prompt_server.schema import FIELD_ORDER, PicturePrompt, output_regex
 
 REPO = Path(__file__).resolve().parents[1]
 TITLE = "黄山迎来今冬首场雾凇"
 CONTENT = "受冷空气影响，黄山风景区昨日出现今冬首场雾凇景观。山间松树挂满晶莹的冰晶，与云海、日出交相辉映。"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_cli(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -18,10 +18,7 @@ from prompt_server.client import ServerInfo
 from prompt_server.schema import PicturePrompt
 from style_presets.availability import Availability
 
-try:
-    from tests.conftest import free_port
-except ImportError:
-    from conftest import free_port
+from loopback import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 NEWS_TITLE = "九旬老人坚持晨跑 完成人生第十个半程马拉松"

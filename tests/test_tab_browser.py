@@ -16,10 +16,7 @@ from pathlib import Path
 
 import pytest
 
-try:
-    from tests.conftest import free_port
-except ImportError:  # pytest run with tests/ itself on sys.path
-    from conftest import free_port
+from loopback import free_port, stop_process
 
 from prompt_server.schema import PicturePrompt
 
@@ -69,20 +66,10 @@ def _wait_ready(process, url, log):
         if process.poll() is not None:
             break
         time.sleep(0.2)
-    _stop(process)
+    stop_process(process)
     log.seek(0)
     pytest.fail(f"tab_app at {url} did not start:\n{log.read().decode('utf-8', 'replace')[-4000:]}",
                 pytrace=False)
-
-
-def _stop(process):
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +90,7 @@ def apps(local_server_url, tmp_path_factory):
         yield live[1], dead[1], preset_dir
     finally:
         for process, _, log in (live, dead):
-            _stop(process)
+            stop_process(process)
             log.close()
 
 

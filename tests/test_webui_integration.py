@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -76,7 +75,7 @@ def wait_until_up(base: str, process: subprocess.Popen, log: Path, timeout: floa
 
 
 def start_webui(tmp: Path, server_url: str, with_extension: bool = True):
-    from conftest import free_port  # tests/ is on sys.path under pytest
+    from loopback import free_port
     data_dir = tmp / "data"
     (data_dir / "extensions").mkdir(parents=True)
     if with_extension:
