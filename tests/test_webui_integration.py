@@ -180,7 +180,7 @@ def test_newspicgen_txt2img_route_runs_the_webui_txt2img(webui):
     assert json.loads(body["info"])["prompt"] == body["prompt"]
 
 
-def test_startup_time_added_by_the_extension(webui):
+def test_webui_records_the_extension_start_up_steps(webui):
     status, record = call(webui[0], "/internal/profile-startup")
     assert status == 200 and record
     ours = {k: round(v, 3) for k, v in record["records"].items() if "newspicgen" in k.lower()}
