@@ -68,7 +68,7 @@ def config_from_opts(opts: Any, environ: Optional[Mapping[str, str]] = None) -> 
 
 def _family_choices() -> dict[str, Any]:
     """Families of the presets on disk, read when the Settings page is built."""
-    from modules import shared  # noqa: WebUI only
+    from modules import shared  # only inside the WebUI
     try:
         store = config_from_opts(shared.opts).store()
         families = list(store.families())
@@ -80,7 +80,7 @@ def _family_choices() -> dict[str, Any]:
 def register_settings() -> None:
     """on_ui_settings callback: add the NewsPicGen section."""
     import gradio as gr
-    from modules import shared, paths_internal  # noqa: WebUI only
+    from modules import shared, paths_internal  # only inside the WebUI
 
     for spec in option_specs(paths_internal.data_path):
         kind = spec.get("kind")
