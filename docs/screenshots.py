@@ -1,6 +1,6 @@
 """Retake the README screenshots from the real tab (tests/tab_app.py, gradio 3.41.2).
 
-    .venv/bin/python docs/images/screenshots.py --server-url http://127.0.0.1:PORT
+    .venv/bin/python docs/screenshots.py --server-url http://127.0.0.1:PORT
 
 needs a running prompt server at that URL (the tiny test model is enough:
 `python -m tests.tiny_model /tmp/tiny && python -m prompt_server serve --engine
@@ -25,7 +25,8 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+REPO = HERE.parent
+IMAGES = HERE / "images"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NEWS = {"title": "九旬老人坚持晨跑 完成人生第十个半程马拉松",
@@ -68,7 +69,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server-url", required=True)
     parser.add_argument("--gradio-python", default=str(REPO / ".venv-gradio3" / "bin" / "python"))
-    parser.add_argument("--out", default=str(HERE))
+    parser.add_argument("--out", default=str(IMAGES))
     args = parser.parse_args()
     out, python = Path(args.out), Path(args.gradio_python)
     zh = json.loads((REPO / "localizations" / "zh_CN.json").read_text(encoding="utf-8"))
