@@ -17,7 +17,6 @@ import contextlib
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,15 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from prompt_server.cli import main as cli_main  # noqa: E402
+from tests.loopback import free_port, stop_process  # noqa: E402
 from tests.tiny_model import build_tiny_model  # noqa: E402
 
 SAMPLE = REPO.parent / "shared" / "data" / "news_dev.jsonl"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def articles(count: int) -> list:
@@ -79,11 +73,7 @@ def local_server(model_dir: Path, max_batch_size: int, threads: int | None):
             time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def one_run(url: str, news: Path, work: Path, concurrency: int, seed: int) -> tuple:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,9 @@ import time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.loopback import free_port, stop_process  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -38,12 +40,6 @@ EXAMPLE = {  # what NewsPicGen writes for such news
     "en_keyword": "elderly marathon runner",
     "ch_keyword": "老人跑马拉松",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_app(server_url: str, preset_dir: str, python: Path):
@@ -132,8 +128,7 @@ def main() -> int:
                 browser.close()
         finally:
             for process in (live, dead):
-                process.terminate()
-                process.wait(timeout=10)
+                stop_process(process)
     for name in ("tab.png", "tab_zh.png", "preset_editor.png", "server_down.png"):
         shrink(out / name, python)
         print(f"{out / name}: {(out / name).stat().st_size // 1024} KiB")

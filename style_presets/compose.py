@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Union
@@ -106,15 +107,36 @@ def _split_embedding_names(text: str, names: Any, warnings: List[str]) -> str:
     (the tokenizer lower-cases), so model text naming one would add it; a space
     in the middle changes the tokens. Only names the WebUI has can fire.
     """
-    for name in sorted(names, key=len, reverse=True):
-        if len(name) < 2:
-            continue
-        pattern = re.compile(r"(?<!\w)" + re.escape(name) + r"(?!\w)", re.IGNORECASE)
-        if pattern.search(text):
-            warnings.append(f"the model's text named the embedding {name!r}; split it so it "
-                            "does not load (only presets add embeddings)")
-            text = pattern.sub(lambda m: m.group(0)[:len(name) // 2] + " " + m.group(0)[len(name) // 2:], text)
+    pattern, canonical = _embedding_pattern(frozenset(names))
+    if pattern is None:
+        return text
+    found: List[str] = []
+
+    def split(match: "re.Match[str]") -> str:
+        word = match.group(0)
+        name = canonical.get(word.lower(), word)
+        if name not in found:
+            found.append(name)
+        return word[:len(word) // 2] + " " + word[len(word) // 2:]
+
+    while True:  # again: a split half may itself be another installed name
+        split_text = pattern.sub(split, text)
+        if split_text == text:
+            break
+        text = split_text
+    warnings.extend(f"the model's text named the embedding {name!r}; split it so it "
+                    "does not load (only presets add embeddings)" for name in found)
     return text
+
+
+@functools.lru_cache(maxsize=8)
+def _embedding_pattern(names: frozenset) -> tuple:
+    """One pattern for all names (longest first), built once per set of installed embeddings."""
+    usable = sorted((n for n in names if len(n) >= 2), key=len, reverse=True)
+    if not usable:
+        return None, {}
+    pattern = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, usable)) + r")(?!\w)", re.IGNORECASE)
+    return pattern, {n.lower(): n for n in usable}
 
 
 def join_parts(parts: List[str]) -> str:

@@ -6,12 +6,9 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
-import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 MODELSCOPE_PREFIX = "modelscope:"
-# transformers renamed from_pretrained's torch_dtype to dtype in 4.56
-_DTYPE_KWARG = "dtype" if tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (4, 56) else "torch_dtype"
 
 
 class ModelLoadError(RuntimeError):
@@ -75,7 +72,7 @@ def load_model(model: str, *, source: str = "auto", device: str = "auto",
     torch_dtype = pick_dtype(dtype, dev)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        lm = AutoModelForCausalLM.from_pretrained(path, **{_DTYPE_KWARG: torch_dtype})
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)  # `dtype`: transformers >= 4.56
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"cannot load model {model!r}: {str(exc).splitlines()[0]} "
