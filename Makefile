@@ -11,12 +11,12 @@ TORCH  ?= torch==2.13.0
 GRADIO3_PINS = 'gradio==3.41.2' 'fastapi==0.94.0' 'pydantic>=1.10,<2' 'httpx==0.24.1' \
                'numpy==1.26.2' 'Pillow==9.5.0' 'huggingface_hub<0.26' requests tqdm
 
-.PHONY: setup setup-test serve test clean
+.PHONY: setup setup-test serve test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q $(TORCH)
-	$(VENV)/bin/pip install -q -e '.[server,test]'
+	$(VENV)/bin/pip install -q -e '.[server,test,dev]'
 	touch $@
 
 .venv-gradio3/.installed: Makefile
@@ -37,7 +37,13 @@ setup-test: setup .venv-gradio3/.installed /usr/bin/chromium
 serve: setup
 	$(VENV)/bin/newspicgen serve --model $(MODEL) --port $(PORT)
 
-test: setup-test
+# ruff (lint + import order), mypy (types), import-linter (layers, no WebUI below extension/)
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: setup-test lint
 	$(VENV)/bin/python -m pytest -q
 
 clean:

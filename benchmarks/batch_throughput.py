@@ -2,7 +2,7 @@
 
     python benchmarks/batch_throughput.py [--articles 16] [--rounds 3] [--levels 1,2,4,8]
 
-Builds the tiny random-weight test model (tests/tiny_model.py), starts a real
+Builds the tiny random-weight test model (tests/support/tiny_model.py), starts a real
 `python -m prompt_server serve --engine local` on loopback, then runs the real
 batch pipeline over the same articles at each concurrency. Levels are
 interleaved within every round (in a rotated order), so a machine that gets
@@ -29,9 +29,9 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from prompt_server.cli import main as cli_main  # noqa: E402
-from tests.loopback import free_port, stop_process  # noqa: E402
-from tests.tiny_model import build_tiny_model  # noqa: E402
+from newspicgen.cli import main as cli_main  # noqa: E402
+from tests.support.loopback import free_port, stop_process  # noqa: E402
+from tests.support.tiny_model import build_tiny_model  # noqa: E402
 
 SAMPLE = REPO.parent / "shared" / "data" / "news_dev.jsonl"
 

@@ -1,9 +1,9 @@
-"""Retake the README screenshots from the real tab (tests/tab_app.py, gradio 3.41.2).
+"""Retake the README screenshots from the real tab (extension/standalone.py, gradio 3.41.2).
 
     .venv/bin/python docs/screenshots.py --server-url http://127.0.0.1:PORT
 
 needs a running prompt server at that URL (the tiny test model is enough:
-`python -m tests.tiny_model /tmp/tiny && python -m prompt_server serve --engine
+`python -m tests.support.tiny_model /tmp/tiny && python -m prompt_server serve --engine
 local --model /tmp/tiny --port PORT`), .venv-gradio3, Debian's chromium and
 Playwright, and CJK + emoji fonts for legible pictures (fonts-wqy-microhei,
 fonts-noto-color-emoji). The tiny model writes random text, so after a real
@@ -24,7 +24,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.loopback import free_port, stop_process  # noqa: E402
+from tests.support.loopback import free_port, stop_process  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -46,12 +46,12 @@ def start_app(server_url: str, preset_dir: str, python: Path):
     port = free_port()
     env = dict(os.environ, NEWSPICGEN_SERVER_URL=server_url, NEWSPICGEN_PRESET_DIR=preset_dir,
                GRADIO_ANALYTICS_ENABLED="False")
-    process = subprocess.Popen([str(python), str(REPO / "tests" / "tab_app.py"), "--port", str(port)],
+    process = subprocess.Popen([str(python), "-m", "extension.standalone", "--port", str(port)],
                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:
         if line.startswith("READY"):
             return process, f"http://127.0.0.1:{port}"
-    raise SystemExit("tab_app did not start")
+    raise SystemExit("extension.standalone did not start")
 
 
 def shrink(path: Path, python: Path) -> None:

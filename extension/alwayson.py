@@ -9,14 +9,15 @@ from __future__ import annotations
 import gradio as gr
 from modules import scripts
 
+from prompt_server.instruction import News
+
 from . import webui
-from .pipeline import compose_news
 from .rewrite import apply_to_processing
 
 TITLE = "NewsPicGen"
 
 
-def _prompt_seed(p) -> "int | None":
+def _prompt_seed(p) -> int | None:
     """The picture's seed also seeds the prompt model, so a fixed seed repeats the whole picture."""
     seed = getattr(p, "seed", None)
     return int(seed) if isinstance(seed, (int, float)) and int(seed) != -1 else None
@@ -46,8 +47,9 @@ class NewsPicGenScript(scripts.Script):
         if not enabled:
             return
         try:
-            composed = compose_news(webui.get_config(), title, content, preset=preset or None,
-                                    seed=_prompt_seed(p), available=webui.available())
+            composed = webui.get_config().pipeline().run(News(title=title or "", content=content or ""),
+                                                         preset=preset or None, seed=_prompt_seed(p),
+                                                         available=webui.available())
         except Exception as exc:
             raise RuntimeError(f"NewsPicGen: {exc}") from exc
         for message in composed.warnings:

@@ -11,20 +11,13 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import pydantic
 
-try:  # inside the WebUI the repo is loaded under a namespace package of our own
-    from ..prompt_server.client import PromptServerError, ServerTimeout, ServerUnreachable
-    from ..prompt_server.instruction import EmptyNewsError
-    from ..style_presets.compose import SETTING_KEYS, OverrideError
-    from ..style_presets.store import PresetNotFound
-except ImportError:  # top-level import (CLI, tests)
-    from prompt_server.client import PromptServerError, ServerTimeout, ServerUnreachable
-    from prompt_server.instruction import EmptyNewsError
-    from style_presets.compose import SETTING_KEYS, OverrideError
-    from style_presets.store import PresetNotFound
+from prompt_server.errors import PromptServerError, ServerTimeout, ServerUnreachable
+from prompt_server.instruction import EmptyNewsError, News
+from style_presets.compose import SETTING_KEYS, OverrideError
+from style_presets.store import PresetNotFound
 
 from .api_models import ComposedResponse, ErrorBody, PresetList, PromptRequest, Txt2ImgRequest, Txt2ImgResponse
 from .config import ConfigError, NewsPicGenConfig
-from .pipeline import compose_news
 
 PREFIX = "/newspicgen/v1"
 TAGS = ["NewsPicGen"]
@@ -77,8 +70,9 @@ def mount_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2im
     """Add the NewsPicGen routes to `app`; `dependencies` e.g. the WebUI's --api-auth check."""
 
     def compose_for(req: PromptRequest, overrides: Optional[Mapping[str, Any]] = None):
-        return compose_news(get_config(), req.title, req.content, preset=req.preset, seed=req.seed,
-                            overrides=overrides, available=available())
+        return get_config().pipeline().run(News(title=req.title or "", content=req.content or ""),
+                                           preset=req.preset, seed=req.seed, overrides=overrides,
+                                           available=available())
 
     def prompt(req: PromptRequest) -> Dict[str, Any]:
         try:
@@ -109,8 +103,11 @@ def mount_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2im
             raise _http_error(exc) from exc
 
     app.add_api_route(f"{PREFIX}/prompt", prompt, methods=["POST"], response_model=ComposedResponse,
-                      responses=_ERRORS, tags=TAGS, dependencies=dependencies, summary="News -> picture prompt + composed txt2img prompt")
+                      responses=_ERRORS, tags=TAGS, dependencies=dependencies,
+                      summary="News -> picture prompt + composed txt2img prompt")
     app.add_api_route(f"{PREFIX}/presets", presets, methods=["GET"], response_model=PresetList,
-                      responses=_ERRORS, tags=TAGS, dependencies=dependencies, summary="Style presets (built-in and user)")
+                      responses=_ERRORS, tags=TAGS, dependencies=dependencies,
+                      summary="Style presets (built-in and user)")
     app.add_api_route(f"{PREFIX}/txt2img", run_txt2img, methods=["POST"], response_model=Txt2ImgResponse,
-                      responses=_ERRORS, tags=TAGS, dependencies=dependencies, summary="News -> picture, through the WebUI's own txt2img")
+                      responses=_ERRORS, tags=TAGS, dependencies=dependencies,
+                      summary="News -> picture, through the WebUI's own txt2img")

@@ -9,12 +9,8 @@ from typing import Any, Dict, List, Optional
 
 from pydantic import BaseModel, Field
 
-try:  # inside the WebUI the repo is loaded under a namespace package of our own
-    from ..prompt_server.schema import PicturePrompt
-    from ..style_presets.preset import StylePreset
-except ImportError:  # top-level import (CLI, tests)
-    from prompt_server.schema import PicturePrompt
-    from style_presets.preset import StylePreset
+from prompt_server.schema import PicturePrompt
+from style_presets.preset import StylePreset
 
 
 class PromptRequest(BaseModel):
@@ -27,7 +23,8 @@ class PromptRequest(BaseModel):
 class Txt2ImgRequest(PromptRequest):
     overrides: Optional[Dict[str, Any]] = Field(
         None, description="steps, sampler_name, scheduler, cfg_scale, width, height, seed win over the preset's; "
-                          "any other /sdapi/v1/txt2img field (batch_size, n_iter, enable_hr, ...) is passed to the WebUI")
+                          "any other /sdapi/v1/txt2img field (batch_size, n_iter, enable_hr, ...) "
+                          "is passed to the WebUI")
 
 
 class ComposedResponse(BaseModel):
@@ -50,7 +47,8 @@ class PresetList(BaseModel):
     builtin: List[str] = Field(..., description="names of the read-only built-in presets")
     families: List[str]
     default_family: Optional[str] = Field(None, description="Settings > NewsPicGen > default preset family")
-    errors: List[str] = Field(default_factory=list, description="preset files that failed to load: path: field: message")
+    errors: List[str] = Field(default_factory=list,
+                              description="preset files that failed to load: path: field: message")
 
 
 class ErrorBody(BaseModel):

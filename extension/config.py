@@ -12,16 +12,21 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-DEFAULT_SERVER_URL = "http://127.0.0.1:30000"  # == prompt_server.client.DEFAULT_SERVER_URL
-DEFAULT_TIMEOUT = 120.0
-MODES = ("regex", "json_schema")
-
-ENV_SERVER_URL = "NEWSPICGEN_SERVER_URL"
-ENV_API_KEY = "NEWSPICGEN_API_KEY"
-ENV_TIMEOUT = "NEWSPICGEN_TIMEOUT"
-ENV_MODE = "NEWSPICGEN_MODE"
-ENV_FAMILY = "NEWSPICGEN_FAMILY"
-ENV_PRESET_DIR = "NEWSPICGEN_PRESET_DIR"
+from newspicgen.pipeline import Pipeline
+from prompt_server.client import PromptClient
+from prompt_server.defaults import (
+    DEFAULT_MODE,
+    DEFAULT_SERVER_URL,
+    DEFAULT_TIMEOUT_S,
+    ENV_API_KEY,
+    ENV_FAMILY,
+    ENV_MODE,
+    ENV_PRESET_DIR,
+    ENV_SERVER_URL,
+    ENV_TIMEOUT,
+    MODES,
+)
+from style_presets.store import PresetStore
 
 
 class ConfigError(ValueError):
@@ -32,8 +37,8 @@ class ConfigError(ValueError):
 class NewsPicGenConfig:
     server_url: str = DEFAULT_SERVER_URL
     api_key: Optional[str] = field(default=None, repr=False)  # a secret: never in repr or logs
-    timeout: float = DEFAULT_TIMEOUT
-    mode: str = "regex"
+    timeout: float = DEFAULT_TIMEOUT_S
+    mode: str = DEFAULT_MODE
     family: Optional[str] = None
     preset_dir: Optional[str] = None
 
@@ -45,30 +50,26 @@ class NewsPicGenConfig:
         if not self.server_url.strip():
             raise ConfigError(f"the prompt server URL is empty; set it, e.g. {DEFAULT_SERVER_URL}")
 
-    def client(self):
+    def client(self) -> PromptClient:
         """A PromptClient for these settings (one per distinct URL/key/timeout/mode)."""
         return _client(self.server_url.strip().rstrip("/"), self.api_key or None, float(self.timeout), self.mode)
 
-    def store(self):
+    def store(self) -> PresetStore:
         """The PresetStore reading built-ins plus the user folder (one per folder)."""
         return _store(self.preset_dir or None)
 
+    def pipeline(self) -> Pipeline:
+        """The news -> composed request path with these settings."""
+        return Pipeline(self.client(), self.store(), self.family)
+
 
 @functools.lru_cache(maxsize=8)
-def _client(url: str, api_key: Optional[str], timeout: float, mode: str):
-    try:  # inside the WebUI the repo is loaded under a namespace package of our own
-        from ..prompt_server.client import PromptClient
-    except ImportError:  # top-level import (CLI, tests)
-        from prompt_server.client import PromptClient
+def _client(url: str, api_key: Optional[str], timeout: float, mode: str) -> PromptClient:
     return PromptClient(base_url=url, api_key=api_key, timeout=timeout, mode=mode)
 
 
 @functools.lru_cache(maxsize=4)
-def _store(preset_dir: Optional[str]):
-    try:
-        from ..style_presets.store import PresetStore
-    except ImportError:
-        from style_presets.store import PresetStore
+def _store(preset_dir: Optional[str]) -> PresetStore:
     return PresetStore(preset_dir)
 
 
@@ -92,8 +93,8 @@ def config_from_env(environ=None) -> NewsPicGenConfig:
     return NewsPicGenConfig(
         server_url=optional_text(env.get(ENV_SERVER_URL)) or DEFAULT_SERVER_URL,
         api_key=optional_text(env.get(ENV_API_KEY)),
-        timeout=parse_timeout(timeout, ENV_TIMEOUT) if optional_text(timeout) else DEFAULT_TIMEOUT,
-        mode=optional_text(env.get(ENV_MODE)) or "regex",
+        timeout=parse_timeout(timeout, ENV_TIMEOUT) if optional_text(timeout) else DEFAULT_TIMEOUT_S,
+        mode=optional_text(env.get(ENV_MODE)) or DEFAULT_MODE,
         family=optional_text(env.get(ENV_FAMILY)),
         preset_dir=optional_text(env.get(ENV_PRESET_DIR)),
     )

@@ -1,7 +1,7 @@
 """The preset editor inside the NewsPicGen tab: pick, edit (JSON), duplicate, save, delete.
 
 Built-in presets are shown read-only; Duplicate copies what is on screen into
-a user preset. Handlers follow tab.py's rule: they return an Outcome naming
+a user preset. Handlers follow ui_events' rule: they return an Outcome naming
 only the components they change, so a refused save keeps the edited text.
 """
 from __future__ import annotations
@@ -11,16 +11,12 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pydantic
 
-try:  # inside the WebUI the repo is loaded under a namespace package of our own
-    from ..style_presets.compose import compose
-    from ..style_presets.preset import StylePreset, describe_validation_error
-    from ..style_presets.store import PresetError, PresetNotFound
-except ImportError:  # top-level import (CLI, tests)
-    from style_presets.compose import compose
-    from style_presets.preset import StylePreset, describe_validation_error
-    from style_presets.store import PresetError, PresetNotFound
+from prompt_server.compat import describe_validation_error
+from style_presets.compose import compose
+from style_presets.preset import StylePreset
+from style_presets.store import PresetError, PresetNotFound
 
-from .tab import Choices, Editable, Outcome, warnings_markdown
+from .ui_events import Choices, Editable, Outcome, warnings_markdown
 
 # What the editor previews a preset on (with the preset's own first type).
 SAMPLE_PROMPT = {

@@ -27,16 +27,12 @@ UNTOUCHED: Mapping[str, Tuple[Any, ...]] = {
     "seed": (-1, None, ""),
 }
 
-INFOTEXT_TYPE = "NewsPicGen type"
-INFOTEXT_KEYWORD = "NewsPicGen keyword"
-INFOTEXT_PRESET = "NewsPicGen preset"
-
-
 def _untouched(current: Any, defaults: Tuple[Any, ...]) -> bool:
     return not isinstance(current, bool) and any(current == d for d in defaults)
 
 
-def apply_settings(p: Any, settings: Mapping[str, Any], untouched: Mapping[str, Tuple[Any, ...]] = UNTOUCHED) -> Dict[str, Any]:
+def apply_settings(p: Any, settings: Mapping[str, Any],
+                   untouched: Mapping[str, Tuple[Any, ...]] = UNTOUCHED) -> Dict[str, Any]:
     """Set each preset setting the caller left untouched; return what was applied."""
     applied = {}
     for key, value in settings.items():
@@ -68,21 +64,11 @@ def replace_prompts(p: Any, prompt: str, negative_prompt: str) -> None:
         p.main_negative_prompt = negative_prompt
 
 
-def infotext_fields(composed: Any) -> Dict[str, str]:
-    """The PNG Info fields saying how the picture was made (same values as compose()'s infotext)."""
-    picture = composed.picture_prompt
-    return {
-        INFOTEXT_TYPE: picture.type,
-        INFOTEXT_KEYWORD: picture.en_keyword,
-        INFOTEXT_PRESET: composed.preset,
-    }
-
-
 def apply_to_processing(p: Any, composed: Any, untouched: Mapping[str, Tuple[Any, ...]] = UNTOUCHED) -> Dict[str, Any]:
     """Prompts, untouched settings and infotext fields from `composed` into `p`."""
     replace_prompts(p, composed.prompt, composed.negative_prompt)
     applied = apply_settings(p, composed.settings or {}, untouched)
     if getattr(p, "extra_generation_params", None) is None:
         p.extra_generation_params = {}
-    p.extra_generation_params.update(infotext_fields(composed))
+    p.extra_generation_params.update(composed.provenance)
     return applied

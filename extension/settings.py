@@ -12,8 +12,16 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Optional
 
-from .config import (DEFAULT_SERVER_URL, DEFAULT_TIMEOUT, ENV_API_KEY, ENV_SERVER_URL, MODES,
-                     NewsPicGenConfig, optional_text, parse_timeout)
+from prompt_server.defaults import (
+    DEFAULT_MODE,
+    DEFAULT_SERVER_URL,
+    DEFAULT_TIMEOUT_S,
+    ENV_API_KEY,
+    ENV_SERVER_URL,
+    MODES,
+)
+
+from .config import NewsPicGenConfig, optional_text, parse_timeout
 
 SECTION = ("newspicgen", "NewsPicGen")
 
@@ -34,12 +42,13 @@ def option_specs(data_path: str) -> list[dict[str, Any]]:
     """What to register, as plain data (the unit tests check it without a WebUI)."""
     return [
         dict(key=KEY_SERVER_URL, default=DEFAULT_SERVER_URL, label="Prompt server URL",
-             info=f"SGLang or `python -m prompt_server serve`; the {ENV_SERVER_URL} environment variable overrides this"),
+             info=f"SGLang or `python -m prompt_server serve`; "
+                  f"the {ENV_SERVER_URL} environment variable overrides this"),
         dict(key=KEY_API_KEY, default="", label="Prompt server API key", kind="password",
              info=f"sent as a Bearer token; empty if the server has none. The WebUI stores settings in plain "
                   f"text and lists them to its API users: prefer the {ENV_API_KEY} environment variable"),
-        dict(key=KEY_TIMEOUT, default=int(DEFAULT_TIMEOUT), label="Prompt server timeout (seconds)", kind="number"),
-        dict(key=KEY_MODE, default="regex", label="Output constraint", kind="dropdown", choices=list(MODES),
+        dict(key=KEY_TIMEOUT, default=int(DEFAULT_TIMEOUT_S), label="Prompt server timeout (seconds)", kind="number"),
+        dict(key=KEY_MODE, default=DEFAULT_MODE, label="Output constraint", kind="dropdown", choices=list(MODES),
              info="regex for SGLang and the bundled engine; json_schema for other OpenAI-compatible servers"),
         dict(key=KEY_FAMILY, default="", label="Default preset family", kind="family",
              info="empty = the built-in defaults for each picture type"),
@@ -55,12 +64,13 @@ def config_from_opts(opts: Any, environ: Optional[Mapping[str, str]] = None) -> 
     def get(key: str, default: Any = None) -> Any:
         return getattr(opts, key, default)
 
-    timeout = get(KEY_TIMEOUT, DEFAULT_TIMEOUT)
+    timeout = get(KEY_TIMEOUT, DEFAULT_TIMEOUT_S)
     return NewsPicGenConfig(
         server_url=optional_text(env.get(ENV_SERVER_URL)) or optional_text(get(KEY_SERVER_URL)) or DEFAULT_SERVER_URL,
         api_key=optional_text(env.get(ENV_API_KEY)) or optional_text(get(KEY_API_KEY)),
-        timeout=parse_timeout(timeout, "Settings > NewsPicGen > timeout") if timeout not in (None, "") else DEFAULT_TIMEOUT,
-        mode=optional_text(get(KEY_MODE)) or "regex",
+        timeout=(parse_timeout(timeout, "Settings > NewsPicGen > timeout") if timeout not in (None, "")
+                 else DEFAULT_TIMEOUT_S),
+        mode=optional_text(get(KEY_MODE)) or DEFAULT_MODE,
         family=optional_text(get(KEY_FAMILY)),
         preset_dir=optional_text(get(KEY_PRESET_DIR)),
     )
@@ -80,11 +90,12 @@ def _family_choices() -> dict[str, Any]:
 def register_settings() -> None:
     """on_ui_settings callback: add the NewsPicGen section."""
     import gradio as gr
-    from modules import shared, paths_internal  # only inside the WebUI
+    from modules import paths_internal, shared  # only inside the WebUI
 
     for spec in option_specs(paths_internal.data_path):
         kind = spec.get("kind")
-        component, args = None, None
+        component: Any = None
+        args: Any = None
         if kind == "password":
             component, args = gr.Textbox, {"type": "password"}
         elif kind == "number":

@@ -7,10 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Dict, List, Optional
 
-try:  # inside the WebUI the repo is loaded under a namespace package of our own
-    from ..style_presets.availability import Availability
-except ImportError:  # top-level import (tests)
-    from style_presets.availability import Availability
+from style_presets.availability import Availability
 
 from .api import Txt2ImgUnavailable, mount_routes
 from .config import NewsPicGenConfig
@@ -106,7 +103,7 @@ def _auth_dependencies(app: Any) -> Optional[list]:
     from modules import shared
     endpoint = _txt2img_endpoint(app)
     api = getattr(endpoint, "__self__", None)
-    if not getattr(shared.cmd_opts, "api_auth", None) or not hasattr(api, "auth"):
+    if api is None or not getattr(shared.cmd_opts, "api_auth", None) or not hasattr(api, "auth"):
         return None
     from fastapi import Depends
     return [Depends(api.auth)]

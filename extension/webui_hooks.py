@@ -11,18 +11,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-if TYPE_CHECKING:  # only for the annotation; style_presets stays importable on its own
-    try:
-        from ..style_presets.availability import Availability
-    except ImportError:
-        from style_presets.availability import Availability
+if TYPE_CHECKING:
+    from style_presets.availability import Availability
 
 log = logging.getLogger("newspicgen")
 
 PASTE_TABS = ("txt2img", "img2img")
 
 
-def _unknown_availability() -> "Optional[Availability]":
+def _unknown_availability() -> Optional[Availability]:
     return None
 
 
@@ -53,7 +50,7 @@ class WebUIHooks:
     in_webui:     True when the hooks are backed by a running WebUI.
     """
 
-    available: Callable[[], "Optional[Availability]"] = field(default=_unknown_availability)
+    available: Callable[[], Optional[Availability]] = field(default=_unknown_availability)
     register_paste: Callable[[Any, str, Any], None] = field(default=_no_paste)
     warn: Callable[[str], None] = field(default=_log_warning)
     in_webui: bool = False

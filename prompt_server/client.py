@@ -21,112 +21,35 @@ from urllib.parse import urlparse
 
 import requests
 
-from .instruction import DEFAULT_MAX_CONTENT_CHARS, Instruction, News, build_instruction
-from .schema import PicturePrompt, ValidationError, output_json_schema, output_regex
+from prompt_server.compat import ValidationError, first_error
+from prompt_server.defaults import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MODE,
+    DEFAULT_SERVER_URL,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TIMEOUT_S,
+    ENV_API_KEY,
+    MODES,
+    SERVED_MODEL_NAME,
+    default_server_url,
+)
+from prompt_server.errors import (
+    AuthenticationError,
+    GrammarRejected,
+    IncompleteOutput,
+    InvalidOutput,
+    PromptServerError,
+    RetryPolicy,
+    ServerError,
+    ServerTimeout,
+    ServerUnreachable,
+    excerpt,
+    one_line,
+)
+from prompt_server.instruction import DEFAULT_MAX_CONTENT_CHARS, Instruction, News, build_instruction
+from prompt_server.schema import PicturePrompt, output_json_schema, output_regex
 
-DEFAULT_SERVER_URL = "http://127.0.0.1:30000"
-SERVER_URL_ENV = "NEWSPICGEN_SERVER_URL"
-API_KEY_ENV = "NEWSPICGEN_API_KEY"
-MODES = ("regex", "json_schema")
-_EXCERPT_CHARS = 300
 _RETRY_STATUS = (500, 502, 503, 504)
-
-
-def default_server_url() -> str:
-    return os.environ.get(SERVER_URL_ENV, "").strip() or DEFAULT_SERVER_URL
-
-
-def _one_line(text: str, limit: int = _EXCERPT_CHARS) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-def _excerpt(raw: str, limit: int = _EXCERPT_CHARS) -> str:
-    """repr() keeps the excerpt on one line and shows control characters."""
-    shown = raw if len(raw) <= limit else raw[:limit]
-    return repr(shown) + (f" … ({len(raw)} characters in all)" if len(raw) > limit else "")
-
-
-# --- errors -------------------------------------------------------------------
-
-class PromptServerError(Exception):
-    """Base of every client error; str() is one line: what happened, then what to do."""
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message}; {self.hint}" if self.hint else self.message
-
-
-class ServerUnreachable(PromptServerError):
-    def __init__(self, url: str, reason: str = ""):
-        port = urlparse(url).port or 30000
-        super().__init__(
-            f"cannot reach the prompt server at {url}" + (f" ({reason})" if reason else ""),
-            "start it with `python -m prompt_server serve --model blacker521/NewsPicGen "
-            f"--port {port}` or fix the server URL")
-        self.url = url
-
-
-class AuthenticationError(PromptServerError):
-    def __init__(self, url: str, status: int, has_key: bool):
-        what = "refused the API key" if has_key else "requires an API key"
-        super().__init__(
-            f"the prompt server at {url} {what} (HTTP {status})",
-            f"set the server's API key: the {API_KEY_ENV} environment variable, --api-key, "
-            "or the NewsPicGen settings in the WebUI")
-        self.url = url
-        self.status = status
-
-
-class GrammarRejected(PromptServerError):
-    def __init__(self, server_message: str, mode: str):
-        hint = ("if this server is not SGLang (vLLM, llama.cpp, Ollama, LM Studio), use mode "
-                "json_schema (--mode json_schema); for SGLang, start it with --grammar-backend llguidance"
-                if mode == "regex" else
-                "the server cannot enforce the JSON schema; use SGLang or "
-                "`python -m prompt_server serve` with mode regex")
-        super().__init__(f"the server rejected the output constraint: {_one_line(server_message)}", hint)
-        self.server_message = server_message
-
-
-class ServerTimeout(PromptServerError):
-    def __init__(self, url: str, timeout: float):
-        super().__init__(
-            f"the prompt server at {url} did not answer within {timeout:g} s",
-            "it may still be loading the model or be busy; retry, or raise the timeout "
-            "(--timeout or the NewsPicGen settings)")
-        self.url = url
-        self.timeout = timeout
-
-
-class IncompleteOutput(PromptServerError):
-    def __init__(self, max_tokens: int, raw: str):
-        super().__init__(
-            f"the model did not finish within {max_tokens} tokens (partial output: {_excerpt(raw, 120)})",
-            "raise max_tokens (PromptClient(max_tokens=...)) or shorten the news")
-        self.max_tokens = max_tokens
-        self.raw = raw
-
-
-class InvalidOutput(PromptServerError):
-    def __init__(self, raw: str, reason: str):
-        super().__init__(
-            f"the model's answer is not a valid NewsPicGen prompt ({_one_line(reason, 200)}): {_excerpt(raw)}",
-            "the server did not enforce the output constraint; use SGLang or "
-            "`python -m prompt_server serve` (mode regex), or a server that supports "
-            "response_format json_schema (mode json_schema)")
-        self.raw = raw
-        self.reason = reason
-
-
-class ServerError(PromptServerError):
-    def __init__(self, message: str, hint: str = "", status: Optional[int] = None):
-        super().__init__(message, hint or "check the prompt server's log")
-        self.status = status
 
 
 # --- client ---------------------------------------------------------------------
@@ -138,10 +61,10 @@ class ServerInfo:
     model: Optional[str] = None
     engine: Optional[str] = None  # "sglang", "newspicgen-local", or whatever owned_by says
     latency_ms: float = 0.0
-    error: Optional[str] = None   # one line with the fix, when not ok
+    error: Optional[PromptServerError] = None  # what is wrong (with its fix), when not ok
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _regex() -> str:
     return output_regex()
 
@@ -163,8 +86,10 @@ def _connection_reason(exc: Exception) -> str:
     return found.group(1).strip() if found else type(exc).__name__
 
 
-def _server_message(response: requests.Response) -> str:
-    """The error text of SGLang's / OpenAI's / FastAPI's error bodies, else the raw body."""
+def error_text(response: requests.Response) -> str:
+    """The error of an HTTP answer, from any of the bodies we meet: SGLang / OpenAI
+    (`{"error": {"message"}}` or `{"message"}`), FastAPI (`{"detail"}`) and the WebUI
+    (`{"error": "OutOfMemoryError", "errors": "CUDA out of memory"}`); else the raw text."""
     try:
         body = response.json()
     except ValueError:
@@ -173,9 +98,9 @@ def _server_message(response: requests.Response) -> str:
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
-        for key in ("message", "detail", "error"):
-            if body.get(key):
-                return str(body[key])
+        parts = [str(body[key]) for key in ("error", "message", "detail", "errors") if body.get(key)]
+        if parts:
+            return ": ".join(parts)
     return response.text
 
 
@@ -188,9 +113,10 @@ class PromptClient:
     """
 
     def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None,
-                 timeout: float = 120.0, retries: int = 2, mode: str = "regex",
-                 max_tokens: int = 768, model: str = "newspicgen",
-                 max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS, backoff: float = 0.5):
+                 timeout: float = DEFAULT_TIMEOUT_S, retries: int = 2, mode: str = DEFAULT_MODE,
+                 max_tokens: int = DEFAULT_MAX_TOKENS, model: str = SERVED_MODEL_NAME,
+                 max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS, backoff: float = 0.5,
+                 retry: Optional[RetryPolicy] = None):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         if not float(timeout) > 0:
@@ -198,14 +124,14 @@ class PromptClient:
         if int(max_tokens) < 1:
             raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
         self.base_url = _normalize_url(base_url or default_server_url())
-        self.api_key = api_key or os.environ.get(API_KEY_ENV, "").strip() or None
+        self.api_key = api_key or os.environ.get(ENV_API_KEY, "").strip() or None
         self.timeout = float(timeout)
-        self.retries = max(0, int(retries))
+        # `retry` lets a caller share its policy (the batch's cancels on Ctrl-C)
+        self.retry = retry or RetryPolicy(retries=max(0, int(retries)), backoff=float(backoff))
         self.mode = mode
         self.max_tokens = int(max_tokens)
         self.model = model
         self.max_content_chars = int(max_content_chars)
-        self.backoff = float(backoff)
         self.last_latency_ms: Optional[float] = None
         # requests.Session is not documented as thread-safe (its cookie jar and
         # adapter state are shared mutable objects), and one lock around it would
@@ -250,7 +176,7 @@ class PromptClient:
         for session in sessions:
             session.close()
 
-    def __enter__(self) -> "PromptClient":
+    def __enter__(self) -> PromptClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -258,46 +184,30 @@ class PromptClient:
 
     def _request(self, method: str, path: str, *, json: Any = None,
                  timeout: Optional[float] = None) -> requests.Response:
-        """One HTTP call; retried with backoff on connection errors and 5xx only.
-
-        A read timeout is not retried: the server has the request and is busy
-        with it, so a retry would only queue a duplicate behind it.
-        """
+        """One HTTP call. A connection failure or a 5xx raises; any other answer is returned."""
         url = self.base_url + path
         timeout = self.timeout if timeout is None else timeout
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
-            try:
-                response = self._session().request(
-                    method, url, json=json, timeout=(min(10.0, timeout), timeout))
-            except requests.exceptions.Timeout as exc:
-                # ConnectTimeout is a ConnectionError too: a host that drops packets
-                # is unreachable, not slow.
-                error: PromptServerError = (
-                    ServerUnreachable(self.base_url, "connection timed out")
-                    if isinstance(exc, requests.exceptions.ConnectTimeout)
-                    else ServerTimeout(self.base_url, timeout))
-                if isinstance(error, ServerTimeout):
-                    raise error from exc
-            except requests.exceptions.ConnectionError as exc:
-                error = ServerUnreachable(self.base_url, _connection_reason(exc))
-            except requests.exceptions.RequestException as exc:
-                raise ServerError(f"request to {url} failed: {_one_line(exc)}") from exc
-            else:
-                if response.status_code not in _RETRY_STATUS:
-                    return response
-                error = ServerError(
-                    f"the prompt server at {self.base_url} failed (HTTP {response.status_code}: "
-                    f"{_one_line(_server_message(response), 200)})", status=response.status_code)
-            if last:
-                raise error
-            time.sleep(self.backoff * (2 ** attempt) * (0.5 + random.random() / 2))
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            response = self._session().request(method, url, json=json, timeout=(min(10.0, timeout), timeout))
+        except requests.exceptions.ConnectTimeout as exc:
+            # a host that drops packets is unreachable, not slow
+            raise ServerUnreachable(self.base_url, "connection timed out") from exc
+        except requests.exceptions.Timeout as exc:
+            raise ServerTimeout(self.base_url, timeout) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise ServerUnreachable(self.base_url, _connection_reason(exc)) from exc
+        except requests.exceptions.RequestException as exc:
+            raise ServerError(f"request to {url} failed: {one_line(exc)}", url=self.base_url) from exc
+        if response.status_code in _RETRY_STATUS:
+            raise ServerError(
+                f"the prompt server at {self.base_url} failed (HTTP {response.status_code}: "
+                f"{one_line(error_text(response), 200)})", status=response.status_code, url=self.base_url)
+        return response
 
     # -- the API
 
     def request_body(self, instruction: Instruction, *, seed: Optional[int] = None,
-                     temperature: float = 0.7) -> Dict[str, Any]:
+                     temperature: float = DEFAULT_TEMPERATURE) -> Dict[str, Any]:
         """The /v1/chat/completions body; public so benchmarks and tests can see what is sent."""
         body: Dict[str, Any] = {
             "model": self.model,
@@ -317,34 +227,39 @@ class PromptClient:
         return body
 
     def generate(self, news: Union[News, Mapping[str, Any]], *, seed: Optional[int] = None,
-                 temperature: float = 0.7) -> PicturePrompt:
+                 temperature: float = DEFAULT_TEMPERATURE) -> PicturePrompt:
         """One PicturePrompt for one news. EmptyNewsError before any HTTP call if it is empty."""
         if not isinstance(news, News):
             news = News.from_dict(news)
         instruction = build_instruction(news, max_content_chars=self.max_content_chars)
         body = self.request_body(instruction, seed=seed, temperature=temperature)
-        started = time.perf_counter()
-        response = self._request("POST", "/v1/chat/completions", json=body)
-        self.last_latency_ms = (time.perf_counter() - started) * 1000.0
-        return self._parse(response)
+
+        def attempt() -> PicturePrompt:
+            started = time.perf_counter()
+            response = self._request("POST", "/v1/chat/completions", json=body)
+            self.last_latency_ms = (time.perf_counter() - started) * 1000.0
+            return self._parse(response)
+
+        return self.retry.call(attempt)
 
     def _parse(self, response: requests.Response) -> PicturePrompt:
         status = response.status_code
         if status in (401, 403):
             raise AuthenticationError(self.base_url, status, bool(self.api_key))
         if status in (400, 422):
-            message = _server_message(response)
+            message = error_text(response)
             if re.search(r"regex|grammar|schema|json|response_format|constrain", message, re.IGNORECASE):
-                raise GrammarRejected(message, self.mode)
-            raise ServerError(f"the prompt server rejected the request (HTTP {status}: {_one_line(message, 200)})",
-                              "check the server URL and that it speaks the OpenAI chat API", status=status)
+                raise GrammarRejected(message, self.mode, self.base_url)
+            raise ServerError(f"the prompt server rejected the request (HTTP {status}: {one_line(message, 200)})",
+                              "check the server URL and that it speaks the OpenAI chat API", status=status,
+                              url=self.base_url)
         if status == 404:
             raise ServerError(f"{self.base_url} has no /v1/chat/completions (HTTP 404)",
                               "check the server URL: it should point at SGLang or "
                               "`python -m prompt_server serve`", status=status)
         if status != 200:
             raise ServerError(f"the prompt server at {self.base_url} answered HTTP {status}: "
-                              f"{_one_line(_server_message(response), 200)}", status=status)
+                              f"{one_line(error_text(response), 200)}", status=status)
         try:
             body = response.json()
             choice = body["choices"][0]
@@ -353,7 +268,7 @@ class PromptClient:
         except (ValueError, KeyError, IndexError, TypeError):
             raise ServerError(
                 f"the server at {self.base_url} answered 200 but not with a chat completion: "
-                f"{_excerpt(response.text, 200)}",
+                f"{excerpt(response.text, 200)}",
                 "check that the URL points at an OpenAI-compatible server (SGLang, "
                 "`python -m prompt_server serve`, vLLM, ...)", status=status) from None
         if not isinstance(content, str):
@@ -361,18 +276,16 @@ class PromptClient:
         if finish_reason == "length":
             raise IncompleteOutput(self.max_tokens, content)
         if finish_reason == "abort":
-            raise ServerError(f"the prompt server aborted the generation: {_excerpt(content, 120)}")
+            raise ServerError(f"the prompt server aborted the generation: {excerpt(content, 120)}")
         try:
             return PicturePrompt.from_json(content)
         except ValidationError as exc:
-            first = exc.errors()[0] if exc.errors() else {}
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            raise InvalidOutput(content, f"{where}: {first.get('msg', exc)}" if where else str(exc)) from None
+            raise InvalidOutput(content, first_error(exc)) from None
         except ValueError as exc:  # json.JSONDecodeError or "expected a JSON object"
             raise InvalidOutput(content, str(exc)) from None
 
     def generate_many(self, news_list: Iterable[Union[News, Mapping[str, Any]]], *, concurrency: int = 4,
-                      seed: Optional[int] = None, temperature: float = 0.7
+                      seed: Optional[int] = None, temperature: float = DEFAULT_TEMPERATURE
                       ) -> List[Union[PicturePrompt, Exception]]:
         """Results in input order; a failed item holds its error (a PromptServerError, or
         EmptyNewsError / ValueError for a bad news item) instead of stopping the batch."""
@@ -393,7 +306,7 @@ class PromptClient:
         return results
 
     def candidates(self, news: Union[News, Mapping[str, Any]], n: int, *, seed: Optional[int] = None,
-                   temperature: float = 0.7, concurrency: int = 4) -> List[PicturePrompt]:
+                   temperature: float = DEFAULT_TEMPERATURE, concurrency: int = 4) -> List[PicturePrompt]:
         """n samples with seeds seed..seed+n-1 (a random base seed when None); raises the first error."""
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
@@ -408,7 +321,8 @@ class PromptClient:
         return [future.result() for future in futures]
 
     def health(self) -> ServerInfo:
-        """GET /health and /v1/models; never raises for server trouble, `error` says what is wrong."""
+        """GET /health and /v1/models, one try each (the caller decides whether to ask again);
+        never raises for server trouble, `error` says what is wrong."""
         timeout = min(self.timeout, 10.0)
         started = time.perf_counter()
         try:
@@ -416,12 +330,11 @@ class PromptClient:
             latency = (time.perf_counter() - started) * 1000.0
             models = self._request("GET", "/v1/models", timeout=timeout)
         except PromptServerError as exc:
-            return ServerInfo(self.base_url, False, latency_ms=(time.perf_counter() - started) * 1000.0,
-                              error=str(exc))
+            return ServerInfo(self.base_url, False, latency_ms=(time.perf_counter() - started) * 1000.0, error=exc)
         model = engine = None
-        error = None
+        error: Optional[PromptServerError] = None
         if models.status_code in (401, 403):
-            error = str(AuthenticationError(self.base_url, models.status_code, bool(self.api_key)))
+            error = AuthenticationError(self.base_url, models.status_code, bool(self.api_key))
         elif models.status_code == 200:
             try:
                 entry = models.json()["data"][0]
@@ -431,7 +344,7 @@ class PromptClient:
         # Ollama and LM Studio have no /health: a working /v1/models is enough.
         ok = error is None and (health.status_code == 200 or (health.status_code == 404 and model is not None))
         if not ok and error is None:
-            error = str(ServerError(f"the prompt server at {self.base_url} is not ready "
-                                    f"(/health answered HTTP {health.status_code})",
-                                    "it may still be loading the model; wait and retry"))
+            error = ServerError(f"the prompt server at {self.base_url} is not ready "
+                                f"(/health answered HTTP {health.status_code})",
+                                "it may still be loading the model; wait and retry", url=self.base_url)
         return ServerInfo(self.base_url, ok, model=model, engine=engine, latency_ms=latency, error=error)

@@ -37,7 +37,7 @@ class News:
     content: str
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "News":
+    def from_dict(cls, data: Mapping[str, Any]) -> News:
         """Accept {"title", "content"} (either may be missing; other keys are ignored)."""
         if not isinstance(data, Mapping):
             raise ValueError(f'news must be a JSON object like {{"title": ..., "content": ...}}, '

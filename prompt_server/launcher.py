@@ -1,4 +1,4 @@
-"""`python -m prompt_server serve`: NewsPicGen behind SGLang (GPU) or the embedded engine.
+"""`newspicgen serve` (also `python -m prompt_server serve`): NewsPicGen behind SGLang (GPU) or the embedded engine.
 
 The sglang engine runs `python -m sglang.launch_server` as a child process
 tuned to share one GPU with Stable Diffusion; the local engine is our own
@@ -19,10 +19,10 @@ import urllib.error
 import urllib.request
 from typing import Callable, List, Optional
 
+from prompt_server.defaults import DEFAULT_HOST, DEFAULT_MODEL, DEFAULT_PORT, SERVED_MODEL_NAME
+
 HELP = "start the prompt server (SGLang on a GPU, else the embedded engine)"
 
-DEFAULT_MODEL = "blacker521/NewsPicGen"
-DEFAULT_SERVED_NAME = "newspicgen"
 MODELSCOPE_PREFIX = "modelscope:"
 READY_TIMEOUT_S = 900.0  # first start downloads ~3 GB and captures CUDA graphs
 
@@ -39,10 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local folder, Hugging Face id, or modelscope:ID (default %(default)s)")
     parser.add_argument("--source", choices=("auto", "huggingface", "modelscope"), default="auto",
                         help="where a model id is downloaded from (modelscope when Hugging Face is unreachable)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=30000)
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' from clients")
-    parser.add_argument("--served-model-name", default=DEFAULT_SERVED_NAME)
+    parser.add_argument("--served-model-name", default=SERVED_MODEL_NAME)
     parser.add_argument("--context-length", type=int, default=4096)
     sgl = parser.add_argument_group("sglang engine")
     sgl.add_argument("--mem-fraction", type=float, default=0.3,
@@ -120,7 +120,7 @@ def split_model_source(model: str, source: str = "auto") -> tuple:
 # ---- sglang ----------------------------------------------------------------
 
 def sglang_command(*, model: str, host: str, port: int, mem_fraction: float, context_length: int,
-                   served_model_name: str = DEFAULT_SERVED_NAME, api_key: Optional[str] = None,
+                   served_model_name: str = SERVED_MODEL_NAME, api_key: Optional[str] = None,
                    python: str = sys.executable) -> List[str]:
     """The launch_server command line: bf16, llguidance grammars, a GPU share left for SD."""
     command = [python, "-m", "sglang.launch_server",
@@ -141,7 +141,7 @@ def sglang_environment(source: str, base: Optional[dict] = None) -> dict:
 
 
 def base_url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    shown = DEFAULT_HOST if host in ("0.0.0.0", "") else host
     return f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
 
 
@@ -230,8 +230,8 @@ def run_local(args: argparse.Namespace) -> int:
                               f"(install torch for your platform first)")
     _check_port_free(args.host, args.port)  # fail in a second, not after loading the model
     model, source = split_model_source(args.model, args.source)
-    from .engine.http_server import build_service, make_server
-    from .engine.model_loader import ModelLoadError
+    from prompt_server.engine.http_server import build_service, make_server
+    from prompt_server.engine.model_loader import ModelLoadError
 
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     try:

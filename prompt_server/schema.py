@@ -9,17 +9,11 @@ from __future__ import annotations
 import enum
 import json
 import re
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Literal, Mapping, Optional
 
-import pydantic
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-try:  # Literal is in typing from 3.8 on; kept explicit for readers.
-    from typing import Literal
-except ImportError:  # pragma: no cover
-    from typing_extensions import Literal  # type: ignore
-
-PYDANTIC_V2 = pydantic.VERSION.startswith("2")
+from prompt_server.compat import StrictModel, json_schema
 
 FIELD_ORDER = ("ch_keyword", "ch_prompt", "en_keyword", "en_prompt", "type")
 
@@ -45,7 +39,7 @@ class PictureType(str, enum.Enum):
         return _LABELS[self.value][1]
 
     @classmethod
-    def parse(cls, value: Any) -> "PictureType":
+    def parse(cls, value: Any) -> PictureType:
         """Accept "2", 2, "person", "人物" or a PictureType; say what is allowed otherwise."""
         text = str(value.value if isinstance(value, cls) else value).strip()
         for member in cls:
@@ -69,7 +63,7 @@ _LABELS = {
 TypeCode = Literal["1", "2", "3", "4", "5", "6", "7", "8"]
 
 
-class PicturePrompt(BaseModel):
+class PicturePrompt(StrictModel):
     """NewsPicGen's answer. String bounds are in characters after JSON decoding."""
 
     ch_keyword: str = Field(..., min_length=1, max_length=32, description="Chinese keyword")
@@ -78,12 +72,6 @@ class PicturePrompt(BaseModel):
     en_prompt: str = Field(..., min_length=1, max_length=400, description="English drawing prompt")
     type: TypeCode = Field(..., description="1 animal, 2 person, 3 crowd, 4 landscape, "
                                             "5 building, 6 tech product, 7 object, 8 other")
-
-    if PYDANTIC_V2:
-        model_config = {"extra": "forbid"}
-    else:  # pragma: no cover - exercised in the pydantic 1.10 environment
-        class Config:
-            extra = "forbid"
 
     @property
     def picture_type(self) -> PictureType:
@@ -98,11 +86,7 @@ class PicturePrompt(BaseModel):
         return json.dumps(self.to_dict(), ensure_ascii=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PicturePrompt":
-        return cls.model_validate(data) if PYDANTIC_V2 else cls.parse_obj(data)
-
-    @classmethod
-    def from_json(cls, text: str) -> "PicturePrompt":
+    def from_json(cls, text: str) -> PicturePrompt:
         """Parse and validate model output. Raises ValueError (json) or ValidationError."""
         data = json.loads(text)
         if not isinstance(data, dict):
@@ -110,11 +94,8 @@ class PicturePrompt(BaseModel):
         return cls.from_dict(data)
 
 
-ValidationError = pydantic.ValidationError
-
-
 def _model_json_schema() -> Dict[str, Any]:
-    return PicturePrompt.model_json_schema() if PYDANTIC_V2 else PicturePrompt.schema()
+    return json_schema(PicturePrompt)
 
 
 def field_bounds() -> Dict[str, tuple]:
@@ -170,10 +151,10 @@ def output_regex(max_lengths: Optional[Mapping[str, int]] = None) -> str:
     for name in FIELD_ORDER:
         if name in bounds:
             low, high = bounds[name]
-            value = f'"{JSON_CHAR}{{{max(low, 0)},{high}}}"'
+            pattern = f'"{JSON_CHAR}{{{max(low, 0)},{high}}}"'
         else:
-            value = '"[' + "".join(type_codes()) + ']"'
-        parts.append(f'"{name}": ?{value}')
+            pattern = '"[' + "".join(type_codes()) + ']"'
+        parts.append(f'"{name}": ?{pattern}')
     return r"\{ ?" + ", ?".join(parts) + r" ?\}"
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Set
 
-from .preset import StylePreset
+from style_presets.preset import StylePreset
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Availability:
     embeddings: Set[str] = field(default_factory=set)
 
     @classmethod
-    def from_webui(cls, loras_json: Any = None, embeddings_json: Any = None) -> "Availability":
+    def from_webui(cls, loras_json: Any = None, embeddings_json: Any = None) -> Availability:
         """From the bodies of /sdapi/v1/loras and /sdapi/v1/embeddings (A1111 1.10).
 
         /sdapi/v1/loras: [{"name", "alias", "path", "metadata"}, ...] -- a prompt may
@@ -45,13 +45,13 @@ class Availability:
         return cls(loras=loras, embeddings=embeddings)
 
     @classmethod
-    def from_files(cls, loras_file: "str | Path | None" = None,
-                   embeddings_file: "str | Path | None" = None) -> "Availability":
+    def from_files(cls, loras_file: str | Path | None = None,
+                   embeddings_file: str | Path | None = None) -> Availability:
         return cls.from_webui(_read_json(loras_file) if loras_file else None,
                               _read_json(embeddings_file) if embeddings_file else None)
 
 
-def _read_json(path: "str | Path") -> Any:
+def _read_json(path: str | Path) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:

@@ -7,19 +7,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, NoReturn, Optional
 
 import pydantic
 
-from .availability import Availability, missing
-from .compose import compose
-from .interop import export_a1111_csv, import_a1111_csv, import_fooocus
-from .store import PresetStore, default_user_dir
-
-try:  # inside the WebUI the repo is loaded under a namespace package of our own
-    from ..prompt_server.schema import PicturePrompt
-except ImportError:  # top-level import (CLI, tests)
-    from prompt_server.schema import PicturePrompt
+from prompt_server.schema import PicturePrompt
+from style_presets.availability import Availability, missing
+from style_presets.compose import compose
+from style_presets.interop import export_a1111_csv, import_a1111_csv, import_fooocus
+from style_presets.store import PresetStore, default_user_dir
 
 
 class CliError(Exception):
@@ -27,7 +23,7 @@ class CliError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line instead of usage + message
+    def error(self, message: str) -> NoReturn:  # one line instead of usage + message
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -95,7 +91,7 @@ def _print_json(data: Any) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     store = _store(args)
-    rows = [{"name": p.name, "family": p.family, "types": p.types,
+    rows: List[Dict[str, Any]] = [{"name": p.name, "family": p.family, "types": p.types,
              "builtin": store.is_builtin(p.name), "description": p.description} for p in store.list()]
     if args.json:
         _print_json(rows)
@@ -202,7 +198,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         for preset in _store(args).list():
             known.update(preset.embeddings, preset.negative_embeddings)
     reader = import_a1111_csv if args.format == "a1111-csv" else import_fooocus
-    kwargs = {"known_embeddings": known}
+    kwargs: Dict[str, Any] = {"known_embeddings": known}
     if args.family:
         kwargs["family"] = args.family
     presets = reader(args.file, **kwargs)

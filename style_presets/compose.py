@@ -1,27 +1,30 @@
 """PicturePrompt + StylePreset -> a txt2img request and the infotext A1111 would write."""
 from __future__ import annotations
 
-import json
 import functools
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 import pydantic
 
-try:  # inside the WebUI the repo is loaded under a namespace package of our own
-    from ..prompt_server.schema import PicturePrompt
-except ImportError:  # top-level import (CLI, tests)
-    from prompt_server.schema import PicturePrompt
+from prompt_server.compat import describe_validation_error, field_names
+from prompt_server.schema import PicturePrompt
+from style_presets.availability import Availability, missing
+from style_presets.preset import Settings, StylePreset, format_number
+from style_presets.sanitize import neutralize
 
-from .availability import Availability, missing
-from .preset import Settings, StylePreset, describe_validation_error, format_number
-from .sanitize import neutralize
-
-SETTING_KEYS = tuple(Settings.model_fields if hasattr(Settings, "model_fields") else Settings.__fields__)
+SETTING_KEYS = tuple(field_names(Settings))
 _PLACEHOLDER = re.compile(r"\{(prompt|keyword)\}")
 # A1111 1.10 modules/infotext_utils.py: values with these characters are JSON-quoted.
 _NEEDS_QUOTES = (",", "\n", ":")
+
+
+# PNG Info fields that say how a picture was made; every path that makes one writes them.
+INFOTEXT_TYPE = "NewsPicGen type"
+INFOTEXT_KEYWORD = "NewsPicGen keyword"
+INFOTEXT_PRESET = "NewsPicGen preset"
 
 
 class OverrideError(ValueError):
@@ -43,6 +46,13 @@ class ComposedRequest:
                 "settings": dict(self.settings), "infotext": self.infotext,
                 "preset": self.preset, "picture_prompt": self.picture_prompt.to_dict(),
                 "warnings": list(self.warnings)}
+
+    @property
+    def provenance(self) -> Dict[str, str]:
+        """The NewsPicGen infotext fields (whitespace in the keyword folded, as in `infotext`)."""
+        return {INFOTEXT_TYPE: self.picture_prompt.type,
+                INFOTEXT_KEYWORD: " ".join(self.picture_prompt.en_keyword.split()),
+                INFOTEXT_PRESET: self.preset}
 
     def txt2img_payload(self) -> Dict[str, Any]:
         """Body for POST /sdapi/v1/txt2img; unset settings are left to the WebUI."""
@@ -90,14 +100,10 @@ def compose(picture_prompt: Union[PicturePrompt, Mapping[str, Any]], preset: Sty
     negative = join_parts([*negative_embeddings, preset.negative_prompt])
 
     settings = apply_overrides(preset.settings, overrides)
-    infotext = create_infotext(positive, negative, settings, {
-        "NewsPicGen type": picture_prompt.type,
-        "NewsPicGen keyword": " ".join(picture_prompt.en_keyword.split()),
-        "NewsPicGen preset": preset.name,
-    })
-    return ComposedRequest(prompt=positive, negative_prompt=negative, settings=settings,
-                           infotext=infotext, preset=preset.name,
-                           picture_prompt=picture_prompt, warnings=warnings)
+    request = ComposedRequest(prompt=positive, negative_prompt=negative, settings=settings, infotext="",
+                              preset=preset.name, picture_prompt=picture_prompt, warnings=warnings)
+    request.infotext = create_infotext(positive, negative, settings, request.provenance)
+    return request
 
 
 def _split_embedding_names(text: str, names: Any, warnings: List[str]) -> str:
@@ -112,7 +118,7 @@ def _split_embedding_names(text: str, names: Any, warnings: List[str]) -> str:
         return text
     found: List[str] = []
 
-    def split(match: "re.Match[str]") -> str:
+    def split(match: re.Match[str]) -> str:
         word = match.group(0)
         name = canonical.get(word.lower(), word)
         if name not in found:

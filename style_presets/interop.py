@@ -17,7 +17,8 @@ from typing import Any, Iterable, List, Set, Union
 
 import pydantic
 
-from .preset import EXTRA_NETWORK_TAG, ALL_TYPES, LoraRef, StylePreset, describe_validation_error
+from prompt_server.compat import describe_validation_error
+from style_presets.preset import ALL_TYPES, EXTRA_NETWORK_TAG, LoraRef, StylePreset
 
 CSV_FIELDS = ("name", "prompt", "negative_prompt")
 _LORA_KINDS = ("lora", "lyco")  # A1111 1.10's Lora extension answers to both
@@ -41,7 +42,7 @@ def style_texts(preset: StylePreset) -> tuple:
 
 def export_a1111_csv(presets: Iterable[StylePreset], destination: Union[str, Path, io.TextIOBase]) -> int:
     """Write a styles.csv (utf-8 with BOM like A1111's own); returns the row count."""
-    rows = [dict(zip(CSV_FIELDS, (p.name, *style_texts(p)))) for p in presets]
+    rows = [dict(zip(CSV_FIELDS, (p.name, *style_texts(p)), strict=False)) for p in presets]
     if isinstance(destination, (str, Path)):
         with open(destination, "w", encoding="utf-8-sig", newline="") as handle:
             _write_rows(handle, rows)
@@ -136,7 +137,7 @@ def _preset_from_style(name: str, prompt: str, negative: str, family: str,
         raise ImportFormatError(f"{where}: style {name!r} cannot become a preset: {field}: {why}") from None
 
 
-def _lora_ref(match: "re.Match[str]") -> dict:
+def _lora_ref(match: re.Match[str]) -> dict:
     parts = match.group(2).split(":")
     try:
         weight = float(parts[1]) if len(parts) > 1 and parts[1].strip() else 1.0
@@ -150,7 +151,8 @@ def _split_embeddings(text: str, known: Set[str]) -> tuple:
     parts = _parts(text)
     if not any(part in known for part in parts):
         return text, []
-    kept, found = [], []
+    kept: List[str] = []
+    found: List[str] = []
     for part in parts:
         (found if part in known else kept).append(part)
     return ", ".join(kept), list(dict.fromkeys(found))

@@ -3,29 +3,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Optional
 
-import pydantic
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-try:  # inside the WebUI the repo is loaded under a namespace package of our own
-    from ..prompt_server.schema import PictureType
-except ImportError:  # top-level import (CLI, tests)
-    from prompt_server.schema import PictureType
-
-PYDANTIC_V2 = pydantic.VERSION.startswith("2")
-
-if PYDANTIC_V2:
-    from pydantic import field_validator as _field_validator
-
-    def _check(*fields: str):
-        return _field_validator(*fields)
-else:  # pragma: no cover - exercised in the pydantic 1.10 environment
-    from pydantic import validator as _validator
-
-    def _check(*fields: str):
-        return _validator(*fields, allow_reuse=True)
-
+from prompt_server.compat import StrictModel, field_check
+from prompt_server.schema import PictureType
 
 # Names become file names (NAME.json) in the user folder: letters of any script,
 # digits, space and a few safe marks; nothing Windows or a shell would trip on.
@@ -36,26 +19,11 @@ ALL_TYPES = [t.value for t in PictureType]
 EXTRA_NETWORK_TAG = re.compile(r"<(\w+):([^>]+)>")  # A1111's modules/extra_networks.re_extra_net
 
 
-class _Model(BaseModel):
-    if PYDANTIC_V2:
-        model_config = {"extra": "forbid"}
-    else:  # pragma: no cover
-        class Config:
-            extra = "forbid"
-
-    def to_dict(self) -> Dict[str, Any]:
-        return self.model_dump() if PYDANTIC_V2 else self.dict()
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]):
-        return cls.model_validate(data) if PYDANTIC_V2 else cls.parse_obj(data)
-
-
-class LoraRef(_Model):
+class LoraRef(StrictModel):
     name: str
     weight: float = Field(1.0, ge=-5.0, le=5.0)
 
-    @_check("name")
+    @field_check("name")
     def _name_ok(cls, value: str) -> str:
         value = value.strip()
         if not NETWORK_NAME_RE.match(value):
@@ -67,7 +35,7 @@ class LoraRef(_Model):
         return f"<lora:{self.name}:{format_number(self.weight)}>"
 
 
-class Settings(_Model):
+class Settings(StrictModel):
     """Generation settings as /sdapi/v1/txt2img names them; None = leave the WebUI's value."""
 
     steps: Optional[int] = Field(None, ge=1, le=150)
@@ -78,14 +46,14 @@ class Settings(_Model):
     height: Optional[int] = Field(None, ge=64, le=2048)
     seed: Optional[int] = Field(None, ge=-1)
 
-    @_check("width", "height")
+    @field_check("width", "height")
     def _multiple_of_8(cls, value: Optional[int]) -> Optional[int]:
         if value is not None and value % 8:
             raise ValueError(f"{value} is not a multiple of 8 (Stable Diffusion needs that); "
                              f"try {value - value % 8}")
         return value
 
-    @_check("sampler_name", "scheduler")
+    @field_check("sampler_name", "scheduler")
     def _not_blank(cls, value: Optional[str]) -> Optional[str]:
         if value is not None and not value.strip():
             raise ValueError("empty; leave the field out to keep the WebUI's choice")
@@ -95,7 +63,7 @@ class Settings(_Model):
         return {k: v for k, v in self.to_dict().items() if v is not None}
 
 
-class StylePreset(_Model):
+class StylePreset(StrictModel):
     name: str
     family: str = "custom"
     description: str = ""
@@ -105,9 +73,9 @@ class StylePreset(_Model):
     loras: List[LoraRef] = Field(default_factory=list)
     embeddings: List[str] = Field(default_factory=list)
     negative_embeddings: List[str] = Field(default_factory=list)
-    settings: Settings = Field(default_factory=Settings)
+    settings: Settings = Field(default_factory=lambda: Settings.from_dict({}))
 
-    @_check("name", "family")
+    @field_check("name", "family")
     def _name_ok(cls, value: str) -> str:
         value = value.strip()
         if not NAME_RE.match(value):
@@ -115,7 +83,7 @@ class StylePreset(_Model):
                              "or . + ( ) - _, starting with a letter or digit")
         return value
 
-    @_check("types")
+    @field_check("types")
     def _types_ok(cls, value: List[Any]) -> List[str]:
         if not value:
             raise ValueError(f"serves no picture type; list some of {ALL_TYPES}")
@@ -126,14 +94,14 @@ class StylePreset(_Model):
                 codes.append(code)
         return sorted(codes)
 
-    @_check("prompt")
+    @field_check("prompt")
     def _has_placeholder(cls, value: str) -> str:
         if "{prompt}" not in value:
             raise ValueError("the template has no {prompt} placeholder, so the picture prompt "
                              "would be dropped; add {prompt} where it belongs")
         return value
 
-    @_check("prompt", "negative_prompt")
+    @field_check("prompt", "negative_prompt")
     def _no_inline_networks(cls, value: str) -> str:
         tag = EXTRA_NETWORK_TAG.search(value)
         if tag:
@@ -142,7 +110,7 @@ class StylePreset(_Model):
                              "checked against what the WebUI has")
         return value
 
-    @_check("embeddings", "negative_embeddings")
+    @field_check("embeddings", "negative_embeddings")
     def _embedding_names_ok(cls, value: List[str]) -> List[str]:
         out = []
         for name in value:
@@ -159,7 +127,7 @@ class StylePreset(_Model):
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n"
 
-    def copy_with(self, **changes: Any) -> "StylePreset":
+    def copy_with(self, **changes: Any) -> StylePreset:
         """A validated copy with some fields changed."""
         data = self.to_dict()
         data.update(changes)
@@ -169,17 +137,3 @@ class StylePreset(_Model):
 def format_number(value: float) -> str:
     """7.0 -> "7", 0.5 -> "0.5": how the WebUI's sliders show numbers."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def describe_validation_error(error: pydantic.ValidationError) -> List[tuple]:
-    """[(field path, message)] from a pydantic 1.10 or 2.x ValidationError."""
-    out = []
-    for item in error.errors():
-        loc = ".".join(str(part) for part in item.get("loc", ())) or "(file)"
-        msg = item.get("msg", "invalid")
-        if msg.startswith("Value error, "):  # pydantic 2 prefix
-            msg = msg[len("Value error, "):]
-        if item.get("type") in ("extra_forbidden", "value_error.extra"):
-            msg = "unknown field (a typo?); remove or rename it"
-        out.append((loc, msg))
-    return out

@@ -11,27 +11,24 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 import pydantic
 
-from .preset import StylePreset, describe_validation_error
-
-try:  # inside the WebUI the repo is loaded under a namespace package of our own
-    from ..prompt_server.schema import PictureType
-except ImportError:  # top-level import (CLI, tests)
-    from prompt_server.schema import PictureType
+from prompt_server.compat import describe_validation_error
+from prompt_server.defaults import ENV_PRESET_DIR
+from prompt_server.files import atomic_write
+from prompt_server.schema import PictureType
+from style_presets.preset import StylePreset
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
-PRESET_DIR_ENV = "NEWSPICGEN_PRESET_DIR"
 DEFAULT_FAMILY = "newspicgen-comic"
 
 
 def default_user_dir() -> Path:
     """$NEWSPICGEN_PRESET_DIR, else the per-user config folder (XDG / %APPDATA%)."""
-    env = os.environ.get(PRESET_DIR_ENV)
+    env = os.environ.get(ENV_PRESET_DIR)
     if env:
         return Path(env).expanduser()
     if sys.platform == "win32" and os.environ.get("APPDATA"):
@@ -191,19 +188,9 @@ class PresetStore:
             raise PresetError(f"preset not saved, nothing changed on disk: {reasons}") from None
         target = self.user_path(preset.name)
         self.user_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{preset.name}.", suffix=".tmp", dir=self.user_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(preset.to_json())
-                handle.flush()
-                os.fsync(handle.fileno())
-            if target.exists():
-                _replace_copy(target, target.with_name(target.name + ".bak"))
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        if target.exists():
+            atomic_write(target.with_name(target.name + ".bak"), target.read_bytes())
+        atomic_write(target, preset.to_json().encode("utf-8"))
         self._user[preset.name] = preset
         self._drop_errors_for(target)
         return target
@@ -235,10 +222,3 @@ class PresetStore:
     def _drop_errors_for(self, path: Path) -> None:
         self.errors = [e for e in self.errors if Path(e.path) != path]
 
-
-def _replace_copy(source: Path, destination: Path) -> None:
-    """Copy source over destination atomically (the backup must never be half written)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(source.read_bytes())
-    os.replace(tmp, destination)

@@ -14,16 +14,15 @@ import llguidance.hf
 import llguidance.torch
 import torch
 
-
 # NewsPicGen's own layout ({"a": "x", "b": "y"}); a schema's "x-guidance" may override it.
-JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+JSON_STYLE: Any = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
 
 class GrammarError(ValueError):
     """The request's regex or JSON schema cannot be compiled (HTTP 400)."""
 
 
-def make_ll_tokenizer(hf_tokenizer, vocab_size: int, eos_ids: Sequence[int]) -> "llguidance.LLTokenizer":
+def make_ll_tokenizer(hf_tokenizer, vocab_size: int, eos_ids: Sequence[int]) -> llguidance.LLTokenizer:
     # n_vocab = logits width: Qwen pads its embedding past the tokenizer's size.
     return llguidance.hf.from_tokenizer(hf_tokenizer, n_vocab=vocab_size, eos_token=list(eos_ids))
 
@@ -36,7 +35,7 @@ def compile_grammar(ll_tokenizer, *, regex: Optional[str] = None,
     else:
         kind = "json_schema"
         try:
-            schema = json.loads(json_schema) if isinstance(json_schema, str) else json_schema
+            schema: Any = json.loads(json_schema) if isinstance(json_schema, str) else json_schema
             grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=JSON_STYLE)
         except (ValueError, TypeError) as exc:
             raise GrammarError(f"Failed to compile json_schema grammar: {exc}") from None
@@ -56,7 +55,7 @@ class MaskBuilder:
         self.bitmask = llguidance.torch.allocate_token_bitmask(max_batch_size, vocab_size)
         self._bits = torch.tensor([1 << i for i in range(32)], dtype=torch.int64).to(torch.int32).to(device)
 
-    def fill(self, matchers: List[Optional["llguidance.LLMatcher"]]) -> None:
+    def fill(self, matchers: List[Optional[llguidance.LLMatcher]]) -> None:
         """Compute row i's mask for matchers[i] (None = unconstrained row, left untouched)."""
         pairs = [(m, i) for i, m in enumerate(matchers) if m is not None]
         if pairs:

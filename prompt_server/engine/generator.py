@@ -60,7 +60,7 @@ class GenerationError(RuntimeError):
 class _Sequence:
     index: int                      # position in the batch as submitted
     request: GenerationRequest
-    matcher: Optional["llguidance.LLMatcher"]
+    matcher: Optional[llguidance.LLMatcher]
     rng: torch.Generator
     tokens: List[int] = field(default_factory=list)
     finish_reason: Optional[str] = None
@@ -108,7 +108,7 @@ class Generator:
             pending_masks.result()
             self.masks.apply(logits, [row for row, s in enumerate(active) if s.matcher is not None])
             next_tokens = self._sample(logits, active)
-            for seq, token in zip(active, next_tokens):
+            for seq, token in zip(active, next_tokens, strict=False):
                 self._advance(seq, token)
                 if seq.finish_reason is not None and on_finish is not None:
                     on_finish(seq.index, self._result(seq, time.perf_counter() - started))
@@ -167,8 +167,7 @@ class Generator:
                 tokens.append(int(order[pick]))
             else:
                 cdf = p.cumsum(0)
-                pick = torch.searchsorted(cdf, draws[row] * cdf[-1]).clamp(max=p.shape[0] - 1)
-                tokens.append(int(pick))
+                tokens.append(int(torch.searchsorted(cdf, draws[row] * cdf[-1]).clamp(max=p.shape[0] - 1)))
         return tokens
 
     def _advance(self, seq: _Sequence, token: int) -> None:
@@ -187,7 +186,7 @@ class Generator:
         tokens = seq.tokens
         text_tokens = tokens[:-1] if tokens and tokens[-1] in self._eos and not seq.request.ignore_eos else tokens
         text = self.loaded.tokenizer.decode(text_tokens, skip_special_tokens=True)
-        return GenerationResult(token_ids=tokens, text=text, finish_reason=seq.finish_reason,
+        return GenerationResult(token_ids=tokens, text=text, finish_reason=seq.finish_reason or "length",
                                 prompt_tokens=len(seq.request.prompt_ids),
                                 completion_tokens=len(tokens), decode_seconds=elapsed)
 
@@ -198,12 +197,12 @@ class BatchScheduler:
     def __init__(self, generator: Generator, gather_seconds: float = 0.01):
         self.generator = generator
         self.gather_seconds = gather_seconds  # lets requests sent together land in one batch
-        self._queue: "queue.Queue[Optional[tuple]]" = queue.Queue()
+        self._queue: queue.Queue[Optional[tuple]] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
         self._thread.start()
 
-    def submit(self, request: GenerationRequest) -> "Future[GenerationResult]":
-        future: "Future[GenerationResult]" = Future()
+    def submit(self, request: GenerationRequest) -> Future[GenerationResult]:
+        future: Future[GenerationResult] = Future()
         self._queue.put((request, future))
         return future
 
@@ -228,9 +227,12 @@ class BatchScheduler:
                     break
                 batch.append(item)
             futures = [future for _, future in batch]
+
+            def finish(index: int, result: GenerationResult, futures=futures) -> None:
+                futures[index].set_result(result)
+
             try:  # each answer goes out as soon as its sequence is done, not at the batch's end
-                self.generator.generate([request for request, _ in batch],
-                                        on_finish=lambda i, result: futures[i].set_result(result))
+                self.generator.generate([request for request, _ in batch], on_finish=finish)
             except Exception as exc:  # reported to every request still waiting; the server stays up
                 for future in futures:
                     if not future.done():

@@ -118,7 +118,8 @@ class EngineService:
                 isinstance(response_format, dict) and response_format.get("type") == "text"):
             raise BadRequest(f"unsupported response_format {response_format!r}; use json_schema, json_object or text")
         if regex is not None and schema is not None:
-            raise BadRequest("Only one of regex or response_format can be set; this engine applies one constraint per request")
+            raise BadRequest("Only one of regex or response_format can be set; "
+                             "this engine applies one constraint per request")
         if regex is not None and not isinstance(regex, str):
             raise BadRequest("regex must be a string")
         if regex is None and schema is None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -17,8 +17,8 @@ class ModelLoadError(RuntimeError):
 
 @dataclass
 class LoadedModel:
-    model: "torch.nn.Module"
-    tokenizer: object          # a PreTrainedTokenizerFast
+    model: torch.nn.Module
+    tokenizer: Any             # a PreTrainedTokenizerFast
     path: str                  # what was loaded (local folder or hub id)
     device: torch.device
     eos_ids: List[int]         # generation stops on any of these
@@ -77,7 +77,7 @@ def load_model(model: str, *, source: str = "auto", device: str = "auto",
         raise ModelLoadError(
             f"cannot load model {model!r}: {str(exc).splitlines()[0]} "
             f"(pass a local folder, a Hugging Face id, or modelscope:ID)") from None
-    lm.to(dev).eval()
+    lm = lm.to(dev).eval()  # type: ignore[arg-type]  # transformers types `to` oddly
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(f"{model!r} has no fast tokenizer (tokenizer.json), which llguidance needs")
     eos = lm.generation_config.eos_token_id if lm.generation_config is not None else None

@@ -1,0 +1,233 @@
+"""What the NewsPicGen tab does, without gradio: every handler takes the values on
+screen and returns an `Outcome` (see ui_events). The unit tests drive it directly."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import urlparse
+
+from prompt_server.client import ServerInfo
+from prompt_server.defaults import start_command
+from prompt_server.errors import PromptServerError, ServerUnreachable
+from prompt_server.instruction import EmptyNewsError, News
+from prompt_server.schema import PicturePrompt, PictureType
+from style_presets.store import PresetNotFound
+
+from .ui_events import Choices, Outcome, warnings_markdown
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The editable result fields, in the order handlers receive and return them.
+FIELDS = ("en_prompt", "ch_prompt", "en_keyword", "ch_keyword", "type")
+
+
+def type_choices() -> List[str]:
+    return [type_label(t.value) for t in PictureType]
+
+
+def type_label(code: str) -> str:
+    member = PictureType.parse(code)
+    return f"{member.value} {member.en} / {member.zh}"
+
+
+def type_code(label: str) -> str:
+    """"2 person / 人物" -> "2" (also accepts anything PictureType.parse does)."""
+    text = (label or "").strip()
+    return PictureType.parse(text.split(" ", 1)[0] if text[:1].isdigit() else text).value
+
+
+def split_article(title: str, content: str) -> Tuple[str, str]:
+    """A whole article pasted into the content box: its first line becomes the title.
+
+    Only when the title box is empty and the content has more than one line, and
+    the first line is short enough to be a headline.
+    """
+    if (title or "").strip() or not content:
+        return title, content
+    lines = content.strip().splitlines()
+    if len(lines) < 2 or len(lines[0].strip()) > 100:
+        return title, content
+    return lines[0].strip(), "\n".join(lines[1:]).strip()
+
+
+def status_markdown(info: Optional[ServerInfo], url: str, last_latency_ms: Optional[float] = None,
+                    note: str = "") -> str:
+    """The status line: URL, engine, model, last latency; when down, the start command."""
+    if info is None:
+        text = f"Prompt server `{url}` — not checked yet (press **Check server** or **Generate prompt**)."
+    elif info.ok:
+        latency = f"{last_latency_ms:.0f} ms" if last_latency_ms is not None else "—"
+        text = (f"🟢 Prompt server `{info.url}` · engine `{info.engine or 'unknown'}` · "
+                f"model `{info.model or 'unknown'}` · last latency {latency}")
+    else:
+        reason = info.error.message if info.error else "no answer"
+        text = (f"🔴 **Prompt server down or not ready** — {reason}\n\n"
+                f"Start it (in `{REPO_ROOT}`, or wherever the package is installed) with:\n\n"
+                f"```\n{start_command(urlparse(info.url).port)}\n```\n\n"
+                "or fix the server URL in Settings → NewsPicGen.")
+    return text + (f"\n\n{note}" if note else "")
+
+
+def picture_prompt_from_fields(values: Sequence[str]) -> PicturePrompt:
+    """The edited fields as a PicturePrompt.
+
+    The user may write longer prompts than the model's bounds, so only the type
+    and a non-empty English prompt are required; compose() neutralizes the text.
+    """
+    data = dict(zip(FIELDS, ((v or "").strip() for v in values), strict=False))
+    if not data["en_prompt"]:
+        raise ValueError("the English prompt is empty; generate one or type it")
+    if not data["type"]:
+        raise ValueError("no picture type yet; generate a prompt or pick a type")
+    data["type"] = type_code(data["type"])
+    return PicturePrompt.construct_unchecked(**data)
+
+
+def fields_from_picture_prompt(pp: PicturePrompt) -> Dict[str, str]:
+    return {"en_prompt": pp.en_prompt, "ch_prompt": pp.ch_prompt, "en_keyword": pp.en_keyword,
+            "ch_keyword": pp.ch_keyword, "type": type_label(pp.type)}
+
+
+def candidate_label(index: int, pp: PicturePrompt) -> str:
+    text = pp.en_prompt if len(pp.en_prompt) <= 90 else pp.en_prompt[:89] + "…"
+    return f"#{index + 1} · {type_label(pp.type)} · {pp.en_keyword}: {text}"
+
+
+class TabLogic:
+    """The tab's behaviour; `get_config()` is read on every event so settings apply at once."""
+
+    def __init__(self, get_config: Callable[[], Any], available: Optional[Callable[[], Any]] = None):
+        self.get_config = get_config
+        self.available = available or (lambda: None)
+        self._info: Dict[str, ServerInfo] = {}
+
+    # status
+    def _status(self, client, note: str = "", force: bool = False) -> str:
+        url = client.base_url
+        info = self._info.get(url)
+        if force or info is None or not info.ok:
+            info = self._info[url] = client.health()
+        return status_markdown(info, url, client.last_latency_ms, note)
+
+    def _noted(self, client, note: str) -> str:
+        """The last known status plus a note, without asking the server."""
+        return status_markdown(self._info.get(client.base_url), client.base_url, client.last_latency_ms, note)
+
+    def initial_status(self) -> str:
+        try:
+            url = self.get_config().server_url
+        except Exception as exc:  # a bad setting: say which
+            return f"🔴 {exc}"
+        return status_markdown(None, url)
+
+    def check_server(self) -> Outcome:
+        try:
+            client = self.get_config().client()
+        except Exception as exc:
+            return Outcome({"status": f"🔴 {exc}"}, warning=str(exc))
+        text = self._status(client, force=True)
+        info = self._info[client.base_url]
+        return Outcome({"status": text}, warning=None if info.ok else str(info.error or "not ready"))
+
+    def _server_failed(self, client, exc: PromptServerError) -> Outcome:
+        """A failed request: warn, and show the server status (with the start command when down)."""
+        if isinstance(exc, ServerUnreachable):
+            self._info[client.base_url] = ServerInfo(client.base_url, False, error=exc)
+            status = status_markdown(self._info[client.base_url], client.base_url)
+        else:
+            status = self._status(client, note=f"Last request failed: {exc}", force=True)
+        return Outcome({"status": status}, warning=str(exc))
+
+    # generate
+    def generate(self, title: str, content: str, follow: bool, preset: str) -> Outcome:
+        title, content = split_article(title, content)
+        split = {"title": title, "content": content}
+        try:
+            pipeline = self.get_config().pipeline()
+        except Exception as exc:
+            return Outcome({"status": f"🔴 {exc}"}, warning=str(exc))
+        client = pipeline.client
+        try:
+            pp = pipeline.picture_prompt(News(title=title or "", content=content or ""))
+        except EmptyNewsError as exc:
+            return Outcome({**split, "status": self._noted(client, f"⚠️ {exc}")}, warning=str(exc))
+        except PromptServerError as exc:
+            out = self._server_failed(client, exc)
+            out.values.update(split)
+            return out
+        values: Dict[str, Any] = {**split, **fields_from_picture_prompt(pp)}
+        values["status"] = self._status(client)
+        if follow:
+            values.update(self._followed_preset(pp.type, preset))
+        return Outcome(values)
+
+    def more_candidates(self, title: str, content: str, n: float, seed: float) -> Outcome:
+        title, content = split_article(title, content)
+        split = {"title": title, "content": content}
+        n = max(1, min(int(n or 1), 8))
+        base = int(seed) if seed is not None and int(seed) >= 0 else random.randrange(2 ** 31)
+        try:
+            pipeline = self.get_config().pipeline()
+        except Exception as exc:
+            return Outcome({"status": f"🔴 {exc}"}, warning=str(exc))
+        client = pipeline.client
+        try:
+            found = pipeline.candidates(News(title=title or "", content=content or ""), n, seed=base)
+        except EmptyNewsError as exc:
+            return Outcome({**split, "status": self._noted(client, f"⚠️ {exc}")}, warning=str(exc))
+        except PromptServerError as exc:
+            out = self._server_failed(client, exc)
+            out.values.update(split)
+            return out
+        note = f"{len(found)} candidates from seeds {base}–{base + len(found) - 1}; pick one to use it."
+        return Outcome({**split, "candidates": Choices([candidate_label(i, pp) for i, pp in enumerate(found)], None),
+                        "candidate_data": [pp.to_dict() for pp in found],
+                        "status": self._status(client, note=note)})
+
+    def pick_candidate(self, label: str, data: List[dict], follow: bool, preset: str) -> Outcome:
+        if not label or not data:
+            return Outcome()
+        index = int(label.split(" ", 1)[0].lstrip("#")) - 1
+        if not 0 <= index < len(data):
+            return Outcome(warning="that candidate is gone; press More candidates again")
+        pp = PicturePrompt.from_dict(data[index])
+        values: Dict[str, Any] = fields_from_picture_prompt(pp)
+        if follow:
+            values.update(self._followed_preset(pp.type, preset))
+        return Outcome(values)
+
+    # preset following the type
+    def _followed_preset(self, code: str, current: str) -> Dict[str, Any]:
+        try:
+            return {"preset": self.get_config().pipeline().preset_for(code).name}
+        except PresetNotFound:
+            return {"preset": current}
+
+    def type_changed(self, type_text: str, follow: bool, preset: str) -> Outcome:
+        if not follow or not type_text:
+            return Outcome()
+        return Outcome(self._followed_preset(type_code(type_text), preset))
+
+    def follow_toggled(self, follow: bool, type_text: str, preset: str) -> Outcome:
+        return self.type_changed(type_text, follow, preset)
+
+    # preview
+    def preview(self, en_prompt: str, ch_prompt: str, en_keyword: str, ch_keyword: str, type_text: str,
+                preset_name: str) -> Outcome:
+        empty = {"positive": "", "negative": "", "infotext": ""}
+        if not any((en_prompt, ch_prompt, en_keyword, ch_keyword)):
+            return Outcome({**empty, "preview_notes": "Generate a prompt (or type one) to see the composed prompt."})
+        try:
+            pp = picture_prompt_from_fields((en_prompt, ch_prompt, en_keyword, ch_keyword, type_text))
+            composed = self.get_config().pipeline().compose(pp, preset_name, available=self._available())
+        except (ValueError, PresetNotFound) as exc:
+            return Outcome({**empty, "preview_notes": f"⚠️ {exc}"})
+        return Outcome({"positive": composed.prompt, "negative": composed.negative_prompt,
+                        "infotext": composed.infotext, "preview_notes": warnings_markdown(composed.warnings)})
+
+    def _available(self):
+        try:
+            return self.available()
+        except Exception:  # the WebUI's lists are a nicety; never fail a preview on them
+            return None

@@ -1,0 +1,84 @@
+"""The tab's small event framework: handlers return an `Outcome`, `make_wire` applies it.
+
+A handler never touches gradio: it takes the values on screen and returns an
+Outcome naming only the components it changes, plus a warning on trouble.
+Components not named keep what the user has there, so an error can never wipe
+typed or edited text. Works with gradio 3.41 (A1111) and 4.40 (Forge).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+log = logging.getLogger("newspicgen")
+
+
+@dataclass
+class Choices:
+    """A new choice list (and value) for a dropdown or radio."""
+    choices: List[str]
+    value: Optional[str]
+
+
+@dataclass
+class Editable:
+    """A new value (None: keep the text) and interactivity for a textbox."""
+    value: Optional[str]
+    interactive: bool
+
+
+@dataclass
+class Outcome:
+    values: Dict[str, Any] = field(default_factory=dict)
+    warning: Optional[str] = None
+
+
+def warnings_markdown(warnings: List[str]) -> str:
+    return "\n".join(f"⚠️ {w}" for w in warnings)
+
+
+def to_gradio(gr, value: Any) -> Any:
+    if isinstance(value, Choices):
+        return gr.update(choices=value.choices, value=value.value)
+    if isinstance(value, Editable):
+        if value.value is None:
+            return gr.update(interactive=value.interactive)
+        return gr.update(value=value.value, interactive=value.interactive)
+    return value
+
+
+def make_wire(gr, components: Dict[str, Any], notify: Callable[[str], None]):
+    """wire(event, handler, input names, output names): run a handler, show its warning,
+    update only the components the Outcome names."""
+
+    def wire(event, handler, inputs: Sequence[str], outputs: Sequence[str], queue: bool = True):
+        def run(*values):
+            try:
+                outcome = handler(*values)
+            except Exception as exc:  # a bug must not wipe the page: keep everything, say what broke
+                log.exception("NewsPicGen tab: %s failed", getattr(handler, "__name__", handler))
+                outcome = Outcome(warning=f"NewsPicGen: unexpected error ({type(exc).__name__}: {exc})")
+            if outcome.warning:
+                notify(outcome.warning)
+            result = [to_gradio(gr, outcome.values[name]) if name in outcome.values else gr.update()
+                      for name in outputs]
+            return result[0] if len(result) == 1 else result
+
+        # gradio 4 describes the endpoint from the signature; *values would read as zero parameters
+        run.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in inputs])
+        return event(fn=run, inputs=[components[n] for n in inputs], outputs=[components[n] for n in outputs],
+                     queue=queue, show_progress="minimal" if queue else "hidden",
+                     api_name=False)  # the extension's API is its REST routes, not gradio endpoints
+
+    return wire
+
+
+def notifier(gr, hooks) -> Callable[[str], None]:
+    if hooks is not None and getattr(hooks, "in_webui", False):
+        return hooks.warn  # the WebUI shows a toast and logs to its console
+    if hasattr(gr, "Warning"):  # gradio >= 3.38; needs the queue, which A1111 and tab_app enable
+        return lambda message: gr.Warning(message)
+    return lambda message: log.warning("%s", message)

@@ -1,0 +1,5 @@
+import sys
+
+from newspicgen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""News in, composed txt2img request out: the one path every front end takes.
+
+    news ─► PromptClient (prompt_server) ─► PicturePrompt ─► preset (style_presets) ─► compose() ─► ComposedRequest
+
+The WebUI routes, the always-on script, the tab and `newspicgen batch` all hold
+a `Pipeline`; the tab calls its two halves separately because the user edits
+the PicturePrompt in between.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Mapping, Optional, Union
+
+from prompt_server.client import PromptClient
+from prompt_server.instruction import News
+from prompt_server.schema import PicturePrompt
+from style_presets.availability import Availability
+from style_presets.compose import ComposedRequest, compose
+from style_presets.preset import StylePreset
+from style_presets.store import PresetStore
+
+NewsLike = Union[News, Mapping[str, Any]]
+
+
+@dataclass
+class Pipeline:
+    client: PromptClient
+    store: PresetStore
+    family: Optional[str] = None  # per-type default presets come from this family first
+
+    def picture_prompt(self, news: NewsLike, *, seed: Optional[int] = None) -> PicturePrompt:
+        """Raises EmptyNewsError before any HTTP call, or a PromptServerError."""
+        return self.client.generate(news, seed=seed)
+
+    def candidates(self, news: NewsLike, n: int, *, seed: Optional[int] = None) -> List[PicturePrompt]:
+        return self.client.candidates(news, n, seed=seed)
+
+    def preset_for(self, picture_type: str, preset: Optional[str] = None) -> StylePreset:
+        """The named preset, or (None / "") the default for the type within the family."""
+        return self.store.resolve(preset or None, picture_type, self.family)
+
+    def compose(self, picture_prompt: PicturePrompt, preset: Optional[str] = None,
+                overrides: Optional[Mapping[str, Any]] = None,
+                available: Optional[Availability] = None) -> ComposedRequest:
+        return compose(picture_prompt, self.preset_for(picture_prompt.type, preset), overrides,
+                       available=available)
+
+    def run(self, news: NewsLike, *, preset: Optional[str] = None, seed: Optional[int] = None,
+            overrides: Optional[Mapping[str, Any]] = None,
+            available: Optional[Availability] = None) -> ComposedRequest:
+        """Both halves. Raises EmptyNewsError, a PromptServerError, PresetNotFound or
+        OverrideError, each with a message that names the fix."""
+        if preset:
+            self.store.get(preset)  # an unknown name fails now, not after the slow model call
+        return self.compose(self.picture_prompt(news, seed=seed), preset, overrides, available)

@@ -1,0 +1,36 @@
+"""Every default the project shares, in one place: where the prompt server is,
+how to reach it, and how a user starts it. Stdlib only; all layers read it."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+DEFAULT_MODEL = "blacker521/NewsPicGen"
+SERVED_MODEL_NAME = "newspicgen"  # the `model` id the server reports and clients send
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 30000  # SGLang's own default port
+DEFAULT_SERVER_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+
+MODES = ("regex", "json_schema")  # regex: SGLang and our engine; json_schema: vLLM, llama.cpp, Ollama, LM Studio
+DEFAULT_MODE = "regex"
+DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_MAX_TOKENS = 768  # SGLang's native default (128) would cut the JSON: clients always send this
+DEFAULT_TEMPERATURE = 0.7
+
+ENV_SERVER_URL = "NEWSPICGEN_SERVER_URL"
+ENV_API_KEY = "NEWSPICGEN_API_KEY"
+ENV_TIMEOUT = "NEWSPICGEN_TIMEOUT"
+ENV_MODE = "NEWSPICGEN_MODE"
+ENV_FAMILY = "NEWSPICGEN_FAMILY"
+ENV_PRESET_DIR = "NEWSPICGEN_PRESET_DIR"
+ENV_DEBUG = "NEWSPICGEN_DEBUG"
+
+
+def default_server_url() -> str:
+    return os.environ.get(ENV_SERVER_URL, "").strip() or DEFAULT_SERVER_URL
+
+
+def start_command(port: Optional[int] = None) -> str:
+    """The command that starts the prompt server, for hints shown to users."""
+    command = f"python -m prompt_server serve --model {DEFAULT_MODEL}"
+    return command + (f" --port {port}" if port and port != DEFAULT_PORT else "")

@@ -1,0 +1,101 @@
+"""Input reading and the append-only logs of `batch` (no server needed)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from newspicgen.batch_io import InputError, JsonlLog, read_articles, read_jsonl, rewrite_jsonl, stable_id
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_jsonl_bad_rows_are_reported_by_line_number_and_skipped(tmp_path):
+    path = write(tmp_path / "news.jsonl", "\n".join([
+        '{"id": "a", "title": "标题一", "content": "内容一"}',
+        '{"id": "b", "title": "标题二", "content": ',          # not JSON
+        '',                                                     # blank lines are fine
+        '["a", "list"]',                                        # not an object
+        '{"id": "c", "title": "只有标题"}',                      # no content
+        '{"id": "d", "title": "t", "content": "   "}',          # blank content
+        '{"id": "a", "title": "again", "content": "dup"}',      # duplicate id
+        '{"id": 7, "content": "数字 id 没有标题"}',
+    ]) + "\n")
+    articles, bad = read_articles(path)
+    assert [(a.id, a.title, a.content, a.line) for a in articles] == [
+        ("a", "标题一", "内容一", 1), ("7", "", "数字 id 没有标题", 8)]
+    assert [b.line for b in bad] == [2, 4, 5, 6, 7]
+    reasons = {b.line: b.reason for b in bad}
+    assert "not valid JSON" in reasons[2]
+    assert "JSON object" in reasons[4]
+    assert "no content" in reasons[5] and "no content" in reasons[6]
+    assert "duplicate id 'a'" in reasons[7] and "line 1" in reasons[7]
+    assert str(bad[0]).startswith("line 2: ")
+
+
+def test_csv_input_missing_id_gets_a_stable_id_from_the_content(tmp_path):
+    path = write(tmp_path / "news.csv",
+                 'id,title,content\n'
+                 'x1,有 id 的,第一篇\n'
+                 ',没有 id,"第二篇，内容里有逗号,\n还有换行"\n'
+                 ',空内容,\n'
+                 ',没有 id,"第二篇，内容里有逗号,\n还有换行"\n')
+    articles, bad = read_articles(path)
+    assert [a.id for a in articles] == ["x1", stable_id("没有 id", "第二篇，内容里有逗号,\n还有换行")]
+    assert articles[1].id.startswith("auto-") and articles[1].line == 3
+    assert articles[1].content == "第二篇，内容里有逗号,\n还有换行"
+    # the blank-content row starts on line 5 (the quoted newline took line 4), the duplicate on 6
+    assert [(b.line, b.reason.split(" (")[0]) for b in bad] == [(5, "no content"), (6, "duplicate id "
+                                                               f"'{articles[1].id}'")]
+    # same text, same id: on a rerun, from a JSONL copy of the file, on another machine
+    again, _ = read_articles(path)
+    assert [a.id for a in again] == [a.id for a in articles]
+    assert stable_id("t", "c") != stable_id("t", "c2")
+
+
+def test_csv_without_content_column_is_a_clear_error(tmp_path):
+    path = write(tmp_path / "news.csv", "id,title,body\n1,t,b\n")
+    with pytest.raises(InputError, match="no 'content' column"):
+        read_articles(path)
+
+
+def test_missing_input_file_names_the_path(tmp_path):
+    with pytest.raises(InputError, match="nope.jsonl"):
+        read_articles(tmp_path / "nope.jsonl")
+
+
+def test_format_sniffed_when_the_suffix_says_nothing(tmp_path):
+    jsonl = write(tmp_path / "feed.txt", '{"title": "t", "content": "c"}\n')
+    csv_file = write(tmp_path / "feed.dat", "title,content\nt,c\n")
+    assert read_articles(jsonl)[0][0].id == read_articles(csv_file)[0][0].id == stable_id("t", "c")
+
+
+def test_read_jsonl_cuts_a_half_written_last_line_so_the_next_append_is_clean(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(b'{"id": "a"}\n{"id": "b"}\n{"id": "c", "pict')
+    records, dropped, unreadable = read_jsonl(path)
+    assert [r["id"] for r in records] == ["a", "b"] and dropped and unreadable == []
+    assert path.read_bytes() == b'{"id": "a"}\n{"id": "b"}\n'
+    with JsonlLog(path) as log:
+        log.append({"id": "c", "text": "中文"})
+    assert [r["id"] for r in read_jsonl(path)[0]] == ["a", "b", "c"]
+    assert path.read_text(encoding="utf-8").splitlines()[-1] == '{"id": "c", "text": "中文"}'
+
+
+def test_read_jsonl_reports_unreadable_middle_lines(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"id": "a"}\ngarbage\n42\n{"id": "b"}\n')
+    records, dropped, unreadable = read_jsonl(path)
+    assert [r["id"] for r in records] == ["a", "b"] and not dropped and unreadable == [2, 3]
+
+
+def test_rewrite_jsonl_replaces_atomically(tmp_path):
+    path = tmp_path / "failed.jsonl"
+    path.write_text('{"id": "old"}\n')
+    rewrite_jsonl(path, [{"id": "x"}, {"id": "y"}])
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["x", "y"]
+    assert not os.path.exists(str(path) + ".tmp")

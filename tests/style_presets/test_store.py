@@ -1,0 +1,203 @@
+"""PresetStore: built-ins, user overrides, atomic saves, broken files, defaults."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from prompt_server.schema import PictureType
+from style_presets.preset import LoraRef, StylePreset
+from style_presets.store import BUILTIN_DIR, PresetError, PresetNotFound, PresetStore, default_user_dir
+
+FAMILIES = ("newspicgen-comic", "ink-wash", "editorial-photo")
+
+
+@pytest.fixture
+def store(tmp_path):
+    return PresetStore(tmp_path / "user")
+
+
+def test_builtins_load_cleanly_and_cover_every_type_in_every_family(store):
+    assert store.errors == []
+    assert len(store.list()) == len(list(BUILTIN_DIR.glob("*.json")))
+    for family in FAMILIES:
+        for picture_type in PictureType:
+            preset = store.default_for(picture_type.value, family)
+            assert preset.family == family and picture_type.value in preset.types
+
+
+def test_builtin_files_are_named_after_their_presets():
+    for path in BUILTIN_DIR.glob("*.json"):
+        assert json.loads(path.read_text(encoding="utf-8"))["name"] == path.stem
+
+
+def test_newspicgen_comic_published_facts(store):
+    for picture_type in PictureType:
+        preset = store.default_for(picture_type.value)
+        assert preset.family == "newspicgen-comic"
+        assert preset.prompt.startswith("comic, {prompt} , graphic illustration, comic art, vibrant")
+        assert preset.settings.to_dict() == {"steps": 25, "sampler_name": "DPM++ SDE",
+                                             "scheduler": "Karras", "cfg_scale": 7.0,
+                                             "width": 1280, "height": 736, "seed": None}
+    person, crowd = store.default_for("2"), store.default_for("3")
+    assert person.prompt.endswith(", chinese people") and crowd.prompt.endswith(", chinese people")
+    assert person.negative_prompt.startswith("watermark, text, photograph, deformed, glitch, noisy, "
+                                             "realistic, stock photo, highly detailed, monochromatic, "
+                                             "dialogue")
+    assert "nsfw" in person.negative_prompt
+    assert crowd.negative_prompt.startswith("((noisy)), ((chaos)),")
+    assert store.default_for("6").prompt.endswith(", product publicity, product release")
+    assert store.default_for("6").negative_prompt.startswith("((logo)),(noisy), (chaos),")
+    obj = store.default_for("7").negative_prompt
+    assert obj.startswith("((text)), ((numbers)), ((chart)),") and obj.endswith("broken goods")
+
+
+def test_other_families_use_loras_and_embeddings_on_sd15(store):
+    for name in ("ink-wash-sd15", "editorial-photo-sd15"):
+        preset = store.get(name)
+        assert [ref.name for ref in preset.loras] == ["add_detail"]
+        assert preset.negative_embeddings == ["EasyNegative"]
+        assert (preset.settings.width, preset.settings.height) == (768, 512)
+    assert store.get("ink-wash-figures").settings.width == 1216  # SDXL size
+
+
+def test_default_prefers_the_most_specific_preset(store):
+    assert store.default_for("2", "editorial-photo").name == "editorial-photo-portrait"
+    assert store.default_for("person", "ink-wash").name == "ink-wash-figures"
+
+
+def test_resolve(store):
+    assert store.resolve("ink-wash-sd15", "2").name == "ink-wash-sd15"
+    assert store.resolve(None, "4").name == "newspicgen-comic-landscape"
+    assert store.resolve(None, "4", "ink-wash").name == "ink-wash-nature"
+    store.save(StylePreset(name="only-people", family="tiny", types=["2"]))
+    assert store.resolve(None, "2", "tiny").name == "only-people"
+    assert store.resolve(None, "5", "tiny").name == "newspicgen-comic-building"  # global fallback
+    with pytest.raises(PresetNotFound, match="no preset family 'nope'; available: editorial-photo"):
+        store.resolve(None, "2", "nope")
+    with pytest.raises(PresetNotFound, match="no preset named 'missing'; available: .*ink-wash-sd15"):
+        store.resolve("missing", "2")
+
+
+def test_save_is_atomic_keeps_previous_version_and_overrides_builtin(store, tmp_path):
+    builtin = store.get("newspicgen-comic-person")
+    assert store.is_builtin(builtin.name)
+    mine = builtin.copy_with(negative_prompt="my own negative")
+    path = store.save(mine)
+    assert path == tmp_path / "user" / "newspicgen-comic-person.json"
+    assert not store.is_builtin(mine.name) and store.overrides_builtin(mine.name)
+    assert PresetStore(tmp_path / "user").get(mine.name).negative_prompt == "my own negative"
+    store.save(mine.copy_with(negative_prompt="second"))
+    backup = json.loads(Path(str(path) + ".bak").read_text(encoding="utf-8"))
+    assert backup["negative_prompt"] == "my own negative"
+    assert sorted(p.name for p in (tmp_path / "user").iterdir()) == [
+        "newspicgen-comic-person.json", "newspicgen-comic-person.json.bak"]  # no temp files left
+    # the built-in file itself is untouched
+    assert json.loads((BUILTIN_DIR / "newspicgen-comic-person.json").read_text())["negative_prompt"] \
+        == builtin.negative_prompt
+
+
+def test_invalid_preset_is_refused_and_nothing_changes(store, tmp_path):
+    good = StylePreset(name="mine")
+    path = store.save(good)
+    before = path.read_bytes()
+    bad = good.to_dict()
+    bad["prompt"] = "no placeholder here"
+    with pytest.raises(PresetError, match=r"nothing changed on disk: prompt: .*no \{prompt\} placeholder"):
+        store.save(bad)
+    bad = good.to_dict()
+    bad["settings"]["width"] = 1000 + 3
+    with pytest.raises(PresetError, match="settings.width: 1003 is not a multiple of 8"):
+        store.save(bad)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "user").iterdir()) == ["mine.json"]
+
+
+def test_delete_builtin_is_refused_user_override_falls_back(store, tmp_path):
+    with pytest.raises(PresetError, match="built-in preset and cannot be deleted"):
+        store.delete("ink-wash-sd15")
+    store.save(store.get("ink-wash-sd15").copy_with(description="mine"))
+    store.delete("ink-wash-sd15")
+    assert store.get("ink-wash-sd15").description != "mine" and store.is_builtin("ink-wash-sd15")
+    assert (tmp_path / "user" / "ink-wash-sd15.json.bak").exists()  # deleted work is recoverable
+    with pytest.raises(PresetNotFound):
+        store.delete("never-existed")
+
+
+def test_duplicate(store):
+    copy = store.duplicate("newspicgen-comic-tech", "my-tech")
+    assert copy.prompt == store.get("newspicgen-comic-tech").prompt
+    assert store.get("my-tech") == copy and not store.is_builtin("my-tech")
+    with pytest.raises(PresetError, match="already exists"):
+        store.duplicate("newspicgen-comic-tech", "my-tech")
+    with pytest.raises(PresetError, match="not a valid name"):
+        store.duplicate("newspicgen-comic-tech", "../escape")
+
+
+def test_broken_files_are_reported_by_path_and_field_and_the_rest_loads(tmp_path):
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "good.json").write_text(StylePreset(name="good").to_json(), encoding="utf-8")
+    (user / "badjson.json").write_text("{ not json", encoding="utf-8")
+    broken = StylePreset(name="badfield").to_dict()
+    broken["settings"]["steps"] = "many"
+    broken["loras"] = [{"name": "a<b", "weight": 1}]
+    broken["colour"] = "red"
+    (user / "badfield.json").write_text(json.dumps(broken), encoding="utf-8")
+    (user / "renamed.json").write_text(StylePreset(name="original").to_json(), encoding="utf-8")
+    store = PresetStore(user)
+    assert "good" in store.names() and len(store.names()) == 1 + len(list(BUILTIN_DIR.glob("*.json")))
+    messages = [str(e) for e in store.errors]
+    assert any(m.startswith(f"{user / 'badjson.json'}: (file): not valid JSON") for m in messages)
+    fields = {e.field for e in store.errors if e.path == str(user / "badfield.json")}
+    assert fields == {"settings.steps", "loras.0.name", "colour"}
+    assert any(f"{user / 'renamed.json'}: name: 'original' differs from the file name" in m for m in messages)
+
+
+def test_unknown_field_message_suggests_a_typo(tmp_path):
+    data = StylePreset(name="typo").to_dict()
+    data["negativ_prompt"] = data.pop("negative_prompt")
+    (tmp_path / "typo.json").write_text(json.dumps(data), encoding="utf-8")
+    error = PresetStore(tmp_path).errors[0]
+    assert (error.field, error.message) == ("negativ_prompt", "unknown field (a typo?); remove or rename it")
+
+
+def test_preset_validation_rules():
+    assert StylePreset(name="t", types=["person", "人物", "7"]).types == ["2", "7"]
+    with pytest.raises(ValueError, match="unknown picture type"):
+        StylePreset(name="t", types=["9"])
+    with pytest.raises(ValueError, match="serves no picture type"):
+        StylePreset(name="t", types=[])
+    with pytest.raises(ValueError, match="list LoRAs under"):
+        StylePreset(name="t", prompt="{prompt}, <lora:x:1>")
+    with pytest.raises(ValueError, match="not a usable LoRA name"):
+        LoraRef(name="x:1")
+    with pytest.raises(ValueError, match="not a usable embedding name"):
+        StylePreset(name="t", negative_embeddings=["a, b"])
+    assert StylePreset(name="水墨 人物 (v2)").name == "水墨 人物 (v2)"
+
+
+def test_default_user_dir_env_and_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEWSPICGEN_PRESET_DIR", str(tmp_path / "env"))
+    assert default_user_dir() == tmp_path / "env"
+    assert PresetStore().user_dir == tmp_path / "env"
+    monkeypatch.delenv("NEWSPICGEN_PRESET_DIR")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert default_user_dir() == tmp_path / "xdg" / "newspicgen" / "presets"
+
+
+def test_reload_sees_files_added_by_hand(store, tmp_path):
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "hand.json").write_text(StylePreset(name="hand").to_json(), encoding="utf-8")
+    assert "hand" not in store.names()
+    store.reload()
+    assert "hand" in store.names()
+
+
+def test_preset_folder_that_is_a_file_is_reported(tmp_path):
+    (tmp_path / "presets").write_text("oops", encoding="utf-8")
+    store = PresetStore(tmp_path / "presets")
+    assert [str(e) for e in store.errors] == [f"{tmp_path / 'presets'}: (folder): is a file, not a folder; "
+                                              "point the preset folder setting at a directory"]
+    assert "newspicgen-comic-person" in store.names()
