@@ -1,40 +1,34 @@
-"""`newspicgen serve` (also `python -m prompt_server serve`): NewsPicGen behind SGLang (GPU) or the embedded engine.
+"""`newspicgen serve` (also `python -m prompt_server serve`): NewsPicGen behind SGLang or the embedded engine.
 
-The sglang engine runs `python -m sglang.launch_server` as a child process
-tuned to share one GPU with Stable Diffusion; the local engine is our own
-transformers + llguidance server speaking the same protocol subset. Nothing
-heavy is imported here: the local engine is imported inside run().
+The sglang engine is real SGLang, started from its own environment
+(sglang_launch.py); the local engine is our own transformers + llguidance
+server speaking the same protocol subset. Nothing heavy is imported here: the
+local engine is imported inside run_local().
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from typing import Callable, List, Optional
+from typing import Callable, Tuple
 
+from prompt_server import sglang_launch
 from prompt_server.defaults import DEFAULT_HOST, DEFAULT_MODEL, DEFAULT_PORT, SERVED_MODEL_NAME
+from prompt_server.sglang_launch import ENV_SGLANG_PYTHON, LaunchError, SGLangInstall, base_url
 
 HELP = "start the prompt server (SGLang on a GPU, else the embedded engine)"
 
 MODELSCOPE_PREFIX = "modelscope:"
-READY_TIMEOUT_S = 900.0  # first start downloads ~3 GB and captures CUDA graphs
-
-
-class LaunchError(Exception):
-    """A one-line reason the server cannot start, with what to do instead."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=("auto", "sglang", "local"), default="auto",
-                        help="sglang (Linux + CUDA GPU), local (embedded, CPU or GPU), "
-                             "or auto: sglang when installed and a CUDA GPU is present, else local")
+                        help="sglang (real SGLang: a CUDA GPU, or --device cpu with SGLang's CPU engine), "
+                             "local (embedded, CPU or GPU), or auto: sglang when it is installed and can run "
+                             "here, else local")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="local folder, Hugging Face id, or modelscope:ID (default %(default)s)")
     parser.add_argument("--source", choices=("auto", "huggingface", "modelscope"), default="auto",
@@ -44,12 +38,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' from clients")
     parser.add_argument("--served-model-name", default=SERVED_MODEL_NAME)
     parser.add_argument("--context-length", type=int, default=4096)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: a CUDA GPU when there is one, else the CPU")
     sgl = parser.add_argument_group("sglang engine")
+    sgl.add_argument("--sglang-python", metavar="PATH", default=None,
+                     help=f"python of the environment SGLang is installed in (default: ${ENV_SGLANG_PYTHON}, "
+                          "else this python); SGLang pins its own torch, so give it a venv of its own")
+    sgl.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="start N SGLang servers with SGLang's router in front of them on --port "
+                          "(needs sglang-router in SGLang's environment; default 1)")
+    sgl.add_argument("sglang_args", nargs="*", metavar="-- SGLANG_ARGS",
+                     help="after --: more arguments passed to sglang.launch_server as they are")
     sgl.add_argument("--mem-fraction", type=float, default=0.3,
                      help="SGLang --mem-fraction-static: share of GPU memory for weights + KV cache; "
                           "the rest stays free for Stable Diffusion (default %(default)s)")
     local = parser.add_argument_group("local engine")
-    local.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     local.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
                        help="auto: bfloat16 on CUDA, float32 on CPU")
     local.add_argument("--max-batch-size", type=int, default=8,
@@ -59,9 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         check_arguments(args)
-        engine = choose_engine(args.engine)
+        if args.engine == "local":
+            return run_local(args)
+        install = sglang_launch.probe(sglang_launch.sglang_python(args.sglang_python))
+        engine, device = choose_engine(args.engine, args.device, install)
         if engine == "sglang":
-            return run_sglang(args)
+            model, source = split_model_source(args.model, args.source)
+            return sglang_launch.run(install=install, model=model, source=source, host=args.host, port=args.port,
+                                     device=device, context_length=args.context_length,
+                                     mem_fraction=args.mem_fraction, served_model_name=args.served_model_name,
+                                     api_key=args.api_key, workers=args.workers, extra=args.sglang_args)
         return run_local(args)
     except LaunchError as exc:
         print(f"newspicgen serve: {exc}", file=sys.stderr)
@@ -77,13 +87,14 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise LaunchError(f"--port {args.port} must be between 0 and 65535")
     if args.context_length < 256:
         raise LaunchError(f"--context-length {args.context_length} is too small for a news article; use 4096")
+    if args.workers < 1:
+        raise LaunchError(f"--workers {args.workers} must be at least 1")
+    if args.sglang_args and args.engine == "local":
+        raise LaunchError(f"arguments after -- ({' '.join(args.sglang_args)}) are for SGLang; "
+                          "they do nothing with --engine local")
 
 
 # ---- engine choice ---------------------------------------------------------
-
-def sglang_installed() -> bool:
-    return importlib.util.find_spec("sglang") is not None
-
 
 def cuda_gpu_present() -> bool:
     """Ask torch when it is installed (without importing it here otherwise), else nvidia-smi."""
@@ -95,19 +106,19 @@ def cuda_gpu_present() -> bool:
     return False
 
 
-def choose_engine(requested: str, *, has_sglang: Callable[[], bool] = sglang_installed,
-                  has_gpu: Callable[[], bool] = cuda_gpu_present) -> str:
-    if requested == "local":
-        return "local"
-    if requested == "sglang":
-        if not has_sglang():
-            raise LaunchError("SGLang is not installed in this Python environment "
-                              "(pip install 'sglang[all]' on Linux with a CUDA GPU); "
-                              "or use --engine local")
-        if not has_gpu():
-            raise LaunchError("SGLang needs a CUDA GPU and none is visible; use --engine local")
-        return "sglang"
-    return "sglang" if has_sglang() and has_gpu() else "local"
+def choose_engine(requested: str, device: str, install: SGLangInstall, *,
+                  has_gpu: Callable[[], bool] = cuda_gpu_present) -> Tuple[str, str]:
+    """(engine, device) for `--engine auto|sglang` given what SGLang's python has."""
+    if device == "auto":
+        device = "cuda" if has_gpu() else "cpu"
+    runs_here = install.version is not None and (device == "cuda" or install.cpu_kernel)
+    if requested == "sglang" and not runs_here:
+        if install.version is None:
+            raise LaunchError(f"SGLang is not installed for {install.python}; install it in a venv of its own "
+                              f"and pass --sglang-python PATH (or set {ENV_SGLANG_PYTHON}), or use --engine local")
+        raise LaunchError(f"SGLang {install.version} in {install.python} has no CPU kernel and no CUDA GPU is "
+                          "visible; run it on a GPU, build SGLang's CPU kernel there, or use --engine local")
+    return ("sglang" if runs_here else "local"), device
 
 
 def split_model_source(model: str, source: str = "auto") -> tuple:
@@ -115,96 +126,6 @@ def split_model_source(model: str, source: str = "auto") -> tuple:
     if model.startswith(MODELSCOPE_PREFIX):
         return model[len(MODELSCOPE_PREFIX):], "modelscope"
     return model, source
-
-
-# ---- sglang ----------------------------------------------------------------
-
-def sglang_command(*, model: str, host: str, port: int, mem_fraction: float, context_length: int,
-                   served_model_name: str = SERVED_MODEL_NAME, api_key: Optional[str] = None,
-                   python: str = sys.executable) -> List[str]:
-    """The launch_server command line: bf16, llguidance grammars, a GPU share left for SD."""
-    command = [python, "-m", "sglang.launch_server",
-               "--model-path", model, "--host", host, "--port", str(port),
-               "--dtype", "bfloat16", "--mem-fraction-static", str(mem_fraction),
-               "--grammar-backend", "llguidance", "--served-model-name", served_model_name,
-               "--context-length", str(context_length)]
-    if api_key:
-        command += ["--api-key", api_key]
-    return command
-
-
-def sglang_environment(source: str, base: Optional[dict] = None) -> dict:
-    env = dict(os.environ if base is None else base)
-    if source == "modelscope":
-        env["SGLANG_USE_MODELSCOPE"] = "true"
-    return env
-
-
-def base_url(host: str, port: int) -> str:
-    shown = DEFAULT_HOST if host in ("0.0.0.0", "") else host
-    return f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = READY_TIMEOUT_S) -> None:
-    """Poll GET /health until it answers 200; LaunchError if the child exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code = process.poll()
-        if code is not None:
-            raise LaunchError(f"SGLang exited with code {code} before it was ready; see its log above")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(1.0)
-    raise LaunchError(f"SGLang did not answer {url}/health within {timeout:.0f} s")
-
-
-def run_sglang(args: argparse.Namespace) -> int:
-    model, source = split_model_source(args.model, args.source)
-    command = sglang_command(model=model, host=args.host, port=args.port,
-                             mem_fraction=args.mem_fraction, context_length=args.context_length,
-                             served_model_name=args.served_model_name, api_key=args.api_key)
-    shown = [("***" if i and command[i - 1] == "--api-key" else part) for i, part in enumerate(command)]
-    print("starting: " + " ".join(shown), file=sys.stderr, flush=True)
-    # its own session: a terminal's Ctrl-C reaches the child once, through us
-    process = subprocess.Popen(command, env=sglang_environment(source), start_new_session=True)
-    stopping = []
-
-    def forward(signum, frame):
-        stopping.append(signum)
-        if process.poll() is None:
-            process.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        url = base_url(args.host, args.port)
-        try:
-            wait_until_healthy(url, process)
-        except LaunchError:
-            if stopping:  # the user stopped it while it was starting
-                return _stop(process)
-            raise
-        print(f"NewsPicGen prompt server (sglang) ready at {url}", flush=True)
-        return process.wait()
-    except LaunchError:
-        _stop(process)
-        raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _stop(process: subprocess.Popen) -> int:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    return process.wait()
 
 
 # ---- local -----------------------------------------------------------------
