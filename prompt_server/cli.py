@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "serve": ".launcher",
     "prompt": ".prompt_command",
     "batch": ".batch",
+    "eval": "newspicgen.eval_command",  # absolute: import_module ignores the package for it
 }
 
 

@@ -1,0 +1,1 @@
+"""NewsPicGen core: evaluation and relevance ranking of drawing prompts."""
