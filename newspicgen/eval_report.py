@@ -86,7 +86,7 @@ def _rows(summary: Dict[str, Any]) -> List[tuple]:
         ("relevance of mismatched pairs", _fmt(rel.get("shuffled_mean"))),
         ("relevance margin", _fmt(rel.get("margin"))),
         ("reference similarity", f'{_fmt(ref.get("mean"))} over {ref["n"]}' if ref else "– (no references)"),
-        ("latency p50 / p95", f'{_fmt(lat.get("p50"))} / {_fmt(lat.get("p95"))} ms' if lat else "–"),
+        ("latency p50 / p95", f'{lat["p50"]:.0f} / {lat["p95"]:.0f} ms' if lat else "–"),
     ]
 
 

@@ -21,6 +21,13 @@ pytestmark = pytest.mark.skipif(
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+
+@pytest.fixture(autouse=True)
+def one_scorer_thread(monkeypatch):
+    """The test machine is a busy 2-core box, where the e5 scorer's OpenMP threads spinning
+    against each other made it ~10x slower than one thread."""
+    monkeypatch.setenv("NEWSPICGEN_EVAL_THREADS", "1")
+
 # Six articles; no id column, so ids are derived from the text exactly as `batch` derives them.
 ARTICLES = [
     {"title": "动物园迎来两只大熊猫幼崽", "type": "1",

@@ -24,6 +24,13 @@ pytestmark = pytest.mark.skipif(
 PAIRS = Path(__file__).resolve().parents[1] / "data" / "newspicgen_published_pairs.jsonl"
 
 
+@pytest.fixture(autouse=True)
+def one_scorer_thread(monkeypatch):
+    """The test machine is a busy 2-core box, where the e5 scorer's OpenMP threads spinning
+    against each other made it ~10x slower than one thread."""
+    monkeypatch.setenv("NEWSPICGEN_EVAL_THREADS", "1")
+
+
 def published_pairs() -> list:
     return [json.loads(line) for line in PAIRS.read_text(encoding="utf-8").splitlines() if line.strip()]
 
