@@ -16,7 +16,7 @@ GRADIO3_PINS = 'gradio==3.41.2' 'fastapi==0.94.0' 'pydantic>=1.10,<2' 'httpx==0.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q $(TORCH)
-	$(VENV)/bin/pip install -q -e '.[server,test,dev]'
+	$(VENV)/bin/pip install -q -e '.[server,test,dev,eval]'
 	touch $@
 
 .venv-gradio3/.installed: Makefile

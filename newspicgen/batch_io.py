@@ -14,7 +14,7 @@ import csv
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
@@ -33,6 +33,8 @@ class Article:
     title: str
     content: str
     line: int  # where it came from, for messages
+    # The row's other columns (e.g. eval's `type` label and `reference`), as read.
+    extra: Dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def news_dict(self) -> Dict[str, str]:
         return {"title": self.title, "content": self.content}
@@ -130,7 +132,9 @@ def _article(line: int, row: dict) -> Article | BadRow:
     if isinstance(given_id, (dict, list, bool)):
         return BadRow(line, "id must be a string or a number")
     text_id = "" if given_id is None else str(given_id).strip()
-    return Article(id=text_id or stable_id(title, content), title=title, content=content, line=line)
+    extra = {k: v for k, v in row.items() if k not in ("id", "title", "content")}
+    return Article(id=text_id or stable_id(title, content), title=title, content=content, line=line,
+                   extra=extra)
 
 
 # ---------------------------------------------------------------- output logs

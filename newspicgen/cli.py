@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "serve": "prompt_server.launcher",
     "prompt": "newspicgen.prompt_command",
     "batch": "newspicgen.batch",
+    "eval": "newspicgen.eval_command",
 }
 
 

@@ -99,3 +99,13 @@ def test_rewrite_jsonl_replaces_atomically(tmp_path):
     rewrite_jsonl(path, [{"id": "x"}, {"id": "y"}])
     assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["x", "y"]
     assert not os.path.exists(str(path) + ".tmp")
+
+
+def test_other_columns_ride_along_in_extra_for_eval(tmp_path):
+    """eval's optional `type` label and `reference` prompt come through read_articles as is."""
+    csv_file = tmp_path / "labelled.csv"
+    csv_file.write_text("id,title,content,type,reference\na1,标题,内容,人物,A person\n", encoding="utf-8")
+    jsonl = tmp_path / "labelled.jsonl"
+    jsonl.write_text('{"id": "b1", "content": "内容", "type": 2}\n', encoding="utf-8")
+    assert read_articles(csv_file)[0][0].extra == {"type": "人物", "reference": "A person"}
+    assert read_articles(jsonl)[0][0].extra == {"type": 2}
