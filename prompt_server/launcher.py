@@ -51,9 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     local = parser.add_argument_group("local engine")
     local.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     local.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
-                       help="auto: bfloat16 on CUDA, float32 on CPU")
+                       help="auto: bfloat16 on CUDA and on CPUs with bf16 kernels (AVX-512/AMX), else float32")
+    local.add_argument("--quantize", choices=("none", "int8"), default="none",
+                       help="int8: int8 weight-only linears, faster decoding on a CPU, slightly different output")
     local.add_argument("--max-batch-size", type=int, default=8,
                        help="concurrent requests decoded together (default %(default)s)")
+    local.add_argument("--api-key-file", default=None,
+                       help="file holding the API key (or set NEWSPICGEN_API_KEY); "
+                            "safer than --api-key, which other users can read in the process list")
+    local.add_argument("--max-body-bytes", type=int, default=1 << 20,
+                       help="larger request bodies get HTTP 413 (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -219,41 +226,66 @@ def _check_port_free(host: str, port: int) -> None:
         raise LaunchError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+def local_api_key(args: argparse.Namespace, environ=None) -> Optional[str]:
+    """--api-key-file, else NEWSPICGEN_API_KEY, else --api-key (argv: visible to every local user)."""
+    environ = os.environ if environ is None else environ
+    path = getattr(args, "api_key_file", None)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                key = handle.read().strip()
+        except OSError as exc:
+            raise LaunchError(f"cannot read --api-key-file {path} ({exc.strerror}); "
+                              f"point it at a file holding the key") from None
+        if not key:
+            raise LaunchError(f"--api-key-file {path} is empty; write the key into it")
+        return key
+    if environ.get("NEWSPICGEN_API_KEY"):
+        return environ["NEWSPICGEN_API_KEY"]
+    if args.api_key:
+        print("newspicgen serve: warning: --api-key is visible to other users in the process list; "
+              "prefer NEWSPICGEN_API_KEY or --api-key-file", file=sys.stderr)
+    return args.api_key or None
 
 
 def run_local(args: argparse.Namespace) -> int:
-    for name in ("torch", "transformers", "llguidance"):
+    for name in ("torch", "transformers", "llguidance", "fastapi", "uvicorn"):
         if importlib.util.find_spec(name) is None:
             raise LaunchError(f"the local engine needs {name}: pip install 'newspicgen-sdwebui[server]' "
                               f"(install torch for your platform first)")
+    if args.max_body_bytes < 1024:
+        raise LaunchError(f"--max-body-bytes {args.max_body_bytes} is too small for a news article; use 1048576")
+    api_key = local_api_key(args)
     _check_port_free(args.host, args.port)  # fail in a second, not after loading the model
     model, source = split_model_source(args.model, args.source)
-    from .engine.http_server import build_service, make_server
+    from .engine.http_server import ServerLimits, build_service, listen, make_server
     from .engine.model_loader import ModelLoadError
 
+    limits = ServerLimits(max_body_bytes=args.max_body_bytes)
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     try:
         service = build_service(model, source=source, device=args.device, dtype=args.dtype,
+                                quantize=None if args.quantize == "none" else args.quantize,
                                 max_batch_size=args.max_batch_size, context_length=args.context_length,
-                                served_model_name=args.served_model_name, api_key=args.api_key)
+                                served_model_name=args.served_model_name, api_key=api_key, limits=limits)
     except ModelLoadError as exc:
         raise LaunchError(str(exc)) from None
     try:
-        server = make_server(service, args.host, args.port)
+        sock = listen(args.host, args.port, limits.backlog)
     except OSError as exc:
+        service.scheduler.close()
         raise LaunchError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
                           f"pick another --port") from None
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends serve_forever like Ctrl-C does
     loaded = service.generator.loaded
-    print(f"NewsPicGen prompt server (local engine, {loaded.device}) ready at "
-          f"{base_url(args.host, server.server_address[1])}", flush=True)
-    try:
-        server.serve_forever()
+    dtype = str(next(loaded.model.parameters()).dtype).replace("torch.", "")
+    print(f"NewsPicGen prompt server (local engine, {loaded.device}, {dtype}"
+          f"{', int8 weights' if args.quantize == 'int8' else ''}) ready at "
+          f"{base_url(args.host, sock.getsockname()[1])}", flush=True)
+    try:  # uvicorn handles SIGINT / SIGTERM: it stops accepting, lets requests finish, then returns
+        make_server(service, limits).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        sock.close()
         service.scheduler.close()
     return 0
