@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "safer than --api-key, which other users can read in the process list")
     local.add_argument("--max-body-bytes", type=int, default=1 << 20,
                        help="larger request bodies get HTTP 413 (default %(default)s)")
+    local.add_argument("--client-timeout", type=float, default=10.0,
+                       help="seconds a client may take to send a request's headers, or each part of "
+                            "its body, before the connection is closed (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -255,13 +258,16 @@ def run_local(args: argparse.Namespace) -> int:
                               f"(install torch for your platform first)")
     if args.max_body_bytes < 1024:
         raise LaunchError(f"--max-body-bytes {args.max_body_bytes} is too small for a news article; use 1048576")
+    if not 0 < args.client_timeout <= 3600:
+        raise LaunchError(f"--client-timeout {args.client_timeout} must be between 0 and 3600 seconds")
     api_key = local_api_key(args)
     _check_port_free(args.host, args.port)  # fail in a second, not after loading the model
     model, source = split_model_source(args.model, args.source)
     from .engine.http_server import ServerLimits, build_service, listen, make_server
     from .engine.model_loader import ModelLoadError
 
-    limits = ServerLimits(max_body_bytes=args.max_body_bytes)
+    limits = ServerLimits(max_body_bytes=args.max_body_bytes, body_timeout=args.client_timeout,
+                          header_timeout=args.client_timeout)
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     try:
         service = build_service(model, source=source, device=args.device, dtype=args.dtype,

@@ -10,6 +10,7 @@ handed to the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -178,6 +179,8 @@ async def _complete(service: EngineService, request: Request, streams: List[Stre
     if not done.done():  # nobody to answer: free the batch slots
         done.cancel()
         _cancel(streams)
+        with contextlib.suppress(asyncio.CancelledError):
+            await done  # retrieved, so asyncio logs nothing
         return Response(status_code=499)
     for stream in streams:
         if stream.seq.error is not None:
