@@ -84,3 +84,41 @@ def test_min_tokens_and_ignore_eos(generator):
                               request(generator, 9, grammar=None, ignore_eos=True)])
     assert out[0].completion_tokens >= 20
     assert out[1].completion_tokens == 300 and out[1].finish_reason == "length"
+
+
+def test_int8_weights_still_give_valid_constrained_answers(tiny_model_dir):
+    from prompt_server.engine.generator import Generator
+    from prompt_server.engine.model_loader import load_model
+    from prompt_server.engine.quant import Int8Linear
+
+    loaded = load_model(str(tiny_model_dir), device="cpu", quantize="int8")
+    assert isinstance(loaded.model.lm_head, Int8Linear)
+    assert isinstance(loaded.model.model.layers[0].mlp.down_proj, Int8Linear)
+    gen = Generator(loaded, max_batch_size=2)
+    for result in gen.generate([request(gen, 1), request(gen, 2)]):
+        assert result.finish_reason == "stop"
+        PicturePrompt.from_json(result.text)
+
+
+def test_int8_linear_is_close_to_the_original():
+    import torch
+
+    from prompt_server.engine.quant import Int8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 128, bias=True).to(torch.bfloat16)
+    x = torch.randn(3, 5, 256, dtype=torch.bfloat16)
+    exact, approx = linear(x).float(), Int8Linear(linear)(x).float()
+    assert approx.shape == exact.shape
+    assert (approx - exact).norm() / exact.norm() < 0.02  # per-channel int8: ~0.5 % error
+
+
+@pytest.mark.parametrize("fast_bf16, expected", [(True, "bfloat16"), (False, "float32")])
+def test_auto_dtype_on_cpu_follows_bf16_support(monkeypatch, fast_bf16, expected):
+    import torch
+
+    from prompt_server.engine import model_loader
+
+    monkeypatch.setattr(model_loader, "cpu_has_fast_bf16", lambda: fast_bf16)
+    assert model_loader.pick_dtype("auto", torch.device("cpu")) == getattr(torch, expected)
+    assert model_loader.pick_dtype("float32", torch.device("cpu")) == torch.float32
