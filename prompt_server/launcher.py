@@ -8,15 +8,15 @@ local engine is imported inside run_local().
 from __future__ import annotations
 
 import argparse
+import os
 import importlib.util
 import shutil
-import signal
 import subprocess
 import sys
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 from prompt_server import sglang_launch
-from prompt_server.defaults import DEFAULT_HOST, DEFAULT_MODEL, DEFAULT_PORT, SERVED_MODEL_NAME
+from prompt_server.defaults import DEFAULT_HOST, DEFAULT_MODEL, DEFAULT_PORT, ENV_API_KEY, SERVED_MODEL_NAME
 from prompt_server.sglang_launch import ENV_SGLANG_PYTHON, LaunchError, SGLangInstall, base_url
 
 HELP = "start the prompt server (SGLang on a GPU, else the embedded engine)"
@@ -54,9 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "the rest stays free for Stable Diffusion (default %(default)s)")
     local = parser.add_argument_group("local engine")
     local.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
-                       help="auto: bfloat16 on CUDA, float32 on CPU")
+                       help="auto: bfloat16 on CUDA and on CPUs with bf16 kernels (AVX-512/AMX), else float32")
+    local.add_argument("--quantize", choices=("none", "int8"), default="none",
+                       help="int8: int8 weight-only linears, faster decoding on a CPU, slightly different output")
     local.add_argument("--max-batch-size", type=int, default=8,
                        help="concurrent requests decoded together (default %(default)s)")
+    local.add_argument("--api-key-file", default=None,
+                       help=f"file holding the API key (or set {ENV_API_KEY}); "
+                            "safer than --api-key, which other users can read in the process list")
+    local.add_argument("--max-body-bytes", type=int, default=1 << 20,
+                       help="larger request bodies get HTTP 413 (default %(default)s)")
+    local.add_argument("--client-timeout", type=float, default=10.0,
+                       help="seconds a client may take to send a request's headers, or each part of "
+                            "its body, before the connection is closed (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             return sglang_launch.run(install=install, model=model, source=source, host=args.host, port=args.port,
                                      device=device, context_length=args.context_length,
                                      mem_fraction=args.mem_fraction, served_model_name=args.served_model_name,
-                                     api_key=args.api_key, workers=args.workers, extra=args.sglang_args)
+                                     api_key=api_key_from(args), workers=args.workers, extra=args.sglang_args)
         return run_local(args)
     except LaunchError as exc:
         print(f"newspicgen serve: {exc}", file=sys.stderr)
@@ -140,41 +150,69 @@ def _check_port_free(host: str, port: int) -> None:
         raise LaunchError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+def api_key_from(args: argparse.Namespace, environ=None) -> Optional[str]:
+    """--api-key-file, else NEWSPICGEN_API_KEY, else --api-key (argv: visible to every local user)."""
+    environ = os.environ if environ is None else environ
+    path = getattr(args, "api_key_file", None)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                key = handle.read().strip()
+        except OSError as exc:
+            raise LaunchError(f"cannot read --api-key-file {path} ({exc.strerror}); "
+                              f"point it at a file holding the key") from None
+        if not key:
+            raise LaunchError(f"--api-key-file {path} is empty; write the key into it")
+        return key
+    if environ.get(ENV_API_KEY):
+        return environ[ENV_API_KEY]
+    if args.api_key:
+        print("newspicgen serve: warning: --api-key is visible to other users in the process list; "
+              f"prefer {ENV_API_KEY} or --api-key-file", file=sys.stderr)
+    return args.api_key or None
 
 
 def run_local(args: argparse.Namespace) -> int:
-    for name in ("torch", "transformers", "llguidance"):
+    for name in ("torch", "transformers", "llguidance", "fastapi", "uvicorn"):
         if importlib.util.find_spec(name) is None:
             raise LaunchError(f"the local engine needs {name}: pip install 'newspicgen-sdwebui[server]' "
                               f"(install torch for your platform first)")
+    if args.max_body_bytes < 1024:
+        raise LaunchError(f"--max-body-bytes {args.max_body_bytes} is too small for a news article; use 1048576")
+    if not 0 < args.client_timeout <= 3600:
+        raise LaunchError(f"--client-timeout {args.client_timeout} must be between 0 and 3600 seconds")
+    api_key = api_key_from(args)
     _check_port_free(args.host, args.port)  # fail in a second, not after loading the model
     model, source = split_model_source(args.model, args.source)
-    from prompt_server.engine.http_server import build_service, make_server
+    from prompt_server.engine.http_server import ServerLimits, build_service, listen, make_server
     from prompt_server.engine.model_loader import ModelLoadError
 
+    limits = ServerLimits(max_body_bytes=args.max_body_bytes, body_timeout=args.client_timeout,
+                          header_timeout=args.client_timeout)
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     try:
         service = build_service(model, source=source, device=args.device, dtype=args.dtype,
+                                quantize=None if args.quantize == "none" else args.quantize,
                                 max_batch_size=args.max_batch_size, context_length=args.context_length,
-                                served_model_name=args.served_model_name, api_key=args.api_key)
+                                served_model_name=args.served_model_name, api_key=api_key, limits=limits)
     except ModelLoadError as exc:
         raise LaunchError(str(exc)) from None
     try:
-        server = make_server(service, args.host, args.port)
+        sock = listen(args.host, args.port, limits.backlog)
     except OSError as exc:
+        service.scheduler.close()
         raise LaunchError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
                           f"pick another --port") from None
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends serve_forever like Ctrl-C does
     loaded = service.generator.loaded
-    print(f"NewsPicGen prompt server (local engine, {loaded.device}) ready at "
-          f"{base_url(args.host, server.server_address[1])}", flush=True)
-    try:
-        server.serve_forever()
+    dtype = str(next(loaded.model.parameters()).dtype).replace("torch.", "")
+    print(f"NewsPicGen prompt server (local engine, {loaded.device}, {dtype}"
+          f"{', int8 weights' if args.quantize == 'int8' else ''}) ready at "
+          f"{base_url(args.host, sock.getsockname()[1])}", flush=True)
+    try:  # uvicorn handles SIGINT / SIGTERM: it stops accepting, lets requests finish, then returns
+        make_server(service, limits).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        sock.close()
         service.scheduler.close()
     return 0

@@ -1,14 +1,17 @@
-"""Batched decoding with a KV cache, one llguidance matcher and one RNG per sequence.
+"""Continuous-batching decoding with a KV cache, one llguidance matcher and one RNG per sequence.
 
-`Generator.generate(requests)` decodes a batch to completion: a left-padded
-prefill, then one forward step per token for all unfinished rows; finished
-rows are dropped from the batch (and the cache). The next step's grammar
-masks are computed in a helper thread while the model runs.
+A `Batch` is the set of sequences being decoded together, with their shared
+(left-padded) KV cache. `Generator.step(batch, new)` does one unit of work:
+it prefills the newly admitted sequences (and samples their first token),
+merges them into the running batch, then runs one decode step for every
+row. Finished, failed and cancelled rows leave the batch at once, so a
+request that arrives while others decode starts at the next step instead
+of waiting for the whole batch.
 
-`BatchScheduler` feeds it: requests from many HTTP threads queue up, and a
-single scheduler thread takes whatever is waiting (up to max_batch_size) as
-the next batch, so throughput grows with concurrency and no two threads ever
-touch the model at once.
+Isolation: anything that can go wrong for one row (its grammar matcher, its
+sampling numbers) is caught per row and fails only that sequence. A failing
+prefill fails only the sequences being admitted; a failing decode forward
+fails the rows of that step (there is no way to tell which row caused it).
 
 Sampling draws exactly one uniform number per step from the sequence's own
 seeded generator (inverse-CDF sampling), so a seed gives the same answer
@@ -16,19 +19,21 @@ whether the request runs alone or batched with others.
 """
 from __future__ import annotations
 
-import queue
 import secrets
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 import llguidance
 import torch
 
+from . import kv_cache
 from .constraint import MaskBuilder, compile_grammar, make_ll_tokenizer
 from .model_loader import LoadedModel
+
+GREEDY_BELOW = 1e-6  # like SGLang: a temperature this small means greedy
 
 
 @dataclass
@@ -39,17 +44,18 @@ class GenerationRequest:
     top_p: float = 1.0
     seed: Optional[int] = None
     grammar: Optional[str] = None   # from Generator.compile(); None = unconstrained
-    ignore_eos: bool = False        # benchmarks: always decode max_tokens (unconstrained only)
+    ignore_eos: bool = False        # always decode max_tokens (unconstrained rows only)
+    min_tokens: int = 0             # EOS is masked until this many tokens exist (SGLang's min_new_tokens)
 
 
 @dataclass
 class GenerationResult:
     token_ids: List[int]
     text: str
-    finish_reason: str              # "stop" | "length"
+    finish_reason: str              # "stop" | "length" | "abort"
     prompt_tokens: int
     completion_tokens: int
-    decode_seconds: float = 0.0     # wall time of the decode steps (prefill excluded)
+    decode_seconds: float = 0.0     # wall time from the first decode step to this sequence's end
 
 
 class GenerationError(RuntimeError):
@@ -57,13 +63,35 @@ class GenerationError(RuntimeError):
 
 
 @dataclass(eq=False)
-class _Sequence:
-    index: int                      # position in the batch as submitted
+class Sequence:
+    """One request's decoding state; owned by the thread that runs Generator.step."""
     request: GenerationRequest
     matcher: Optional[llguidance.LLMatcher]
     rng: torch.Generator
+    on_token: Optional[Callable[[Sequence], None]] = None   # after each new token
+    on_finish: Optional[Callable[[Sequence], None]] = None  # once: result or error is set
     tokens: List[int] = field(default_factory=list)
     finish_reason: Optional[str] = None
+    error: Optional[BaseException] = None
+    result: Optional[GenerationResult] = None
+    cancelled: bool = False         # set from any thread; the row leaves at the next step
+    started: float = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None or self.error is not None
+
+
+@dataclass
+class Batch:
+    """The running rows and their KV cache (rows are left-padded to a common width)."""
+    seqs: List[Sequence] = field(default_factory=list)
+    cache: object = None                        # a transformers DynamicCache
+    attention: Optional[torch.Tensor] = None    # rows x width, 1 = real token
+    last_pos: Optional[torch.Tensor] = None     # rows: position of each row's last fed token
+
+    def __len__(self) -> int:
+        return len(self.seqs)
 
 
 class Generator:
@@ -73,66 +101,14 @@ class Generator:
         self.ll_tokenizer = make_ll_tokenizer(loaded.tokenizer, loaded.vocab_size, loaded.eos_ids)
         self.masks = MaskBuilder(loaded.vocab_size, max_batch_size, loaded.device)
         self._eos = set(loaded.eos_ids)
+        self._eos_index = torch.tensor(sorted(self._eos), device=loaded.device)
         self._mask_thread = ThreadPoolExecutor(1, thread_name_prefix="grammar-mask")
+        self.tokenizer_lock = threading.Lock()  # HF fast tokenizers are not safe across threads
 
     def compile(self, *, regex=None, json_schema=None) -> str:
         return compile_grammar(self.ll_tokenizer, regex=regex, json_schema=json_schema)
 
-    @torch.inference_mode()
-    def generate(self, requests: List[GenerationRequest],
-                 on_finish: Optional[Callable[[int, GenerationResult], None]] = None) -> List[GenerationResult]:
-        """Decode a batch; on_finish(i, result) is called as soon as request i is done."""
-        if not 0 < len(requests) <= self.max_batch_size:
-            raise ValueError(f"batch of {len(requests)} requests; allowed 1..{self.max_batch_size}")
-        seqs = [self._start(i, r) for i, r in enumerate(requests)]
-        model, device = self.loaded.model, self.loaded.device
-
-        lengths = [len(r.prompt_ids) for r in requests]
-        width = max(lengths)
-        ids = torch.full((len(seqs), width), self.loaded.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, prompt in enumerate(r.prompt_ids for r in requests):
-            ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-            attention[row, width - len(prompt):] = 1
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        ids, attention, positions = ids.to(device), attention.to(device), positions.to(device)
-
-        active = seqs
-        pending_masks = self._mask_thread.submit(self.masks.fill, [s.matcher for s in active])
-        out = model(input_ids=ids, attention_mask=attention, position_ids=positions,
-                    use_cache=True, logits_to_keep=1)
-        cache, logits = out.past_key_values, out.logits[:, -1, :]
-        last_pos = positions[:, -1]
-        started = time.perf_counter()
-        while True:
-            pending_masks.result()
-            self.masks.apply(logits, [row for row, s in enumerate(active) if s.matcher is not None])
-            next_tokens = self._sample(logits, active)
-            for seq, token in zip(active, next_tokens, strict=False):
-                self._advance(seq, token)
-                if seq.finish_reason is not None and on_finish is not None:
-                    on_finish(seq.index, self._result(seq, time.perf_counter() - started))
-            keep = [row for row, s in enumerate(active) if s.finish_reason is None]
-            if not keep:
-                break
-            if len(keep) < len(active):
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                attention, last_pos = attention[index], last_pos[index]
-                active = [active[row] for row in keep]
-                next_tokens = [next_tokens[row] for row in keep]
-            # the grammar masks for the next step are computed while the model runs
-            pending_masks = self._mask_thread.submit(self.masks.fill, [s.matcher for s in active])
-            attention = torch.cat([attention, attention.new_ones((len(active), 1))], dim=1)
-            last_pos = last_pos + 1
-            out = model(input_ids=torch.tensor(next_tokens, device=device)[:, None],
-                        attention_mask=attention, position_ids=last_pos[:, None],
-                        past_key_values=cache, use_cache=True)
-            logits = out.logits[:, -1, :]
-        elapsed = time.perf_counter() - started
-        return [self._result(s, elapsed) for s in seqs]  # decode_seconds: the whole batch's
-
-    def _start(self, index: int, request: GenerationRequest) -> _Sequence:
+    def new_sequence(self, request: GenerationRequest, *, on_token=None, on_finish=None) -> Sequence:
         matcher = None
         if request.grammar is not None:
             matcher = llguidance.LLMatcher(self.ll_tokenizer, request.grammar, log_level=0)
@@ -140,37 +116,147 @@ class Generator:
                 raise GenerationError(f"grammar rejected: {matcher.get_error()}")
         rng = torch.Generator()
         rng.manual_seed(request.seed if request.seed is not None else secrets.randbits(63))
-        return _Sequence(index, request, matcher, rng)
+        return Sequence(request, matcher, rng, on_token=on_token, on_finish=on_finish)
 
-    def _sample(self, logits: torch.Tensor, active: List[_Sequence]) -> List[int]:
-        """One token per row: greedy at temperature 0, else inverse-CDF with the row's own RNG."""
+    # ---- the whole batch at once (benchmarks, tests) --------------------------------------
+
+    def generate(self, requests: List[GenerationRequest],
+                 on_finish: Optional[Callable[[int, GenerationResult], None]] = None) -> List[GenerationResult]:
+        """Decode `requests` together to completion; on_finish(i, result) as soon as request i is done."""
+        if not 0 < len(requests) <= self.max_batch_size:
+            raise ValueError(f"batch of {len(requests)} requests; allowed 1..{self.max_batch_size}")
+        index = {}
+
+        def finished(seq: Sequence) -> None:
+            if on_finish is not None and seq.result is not None:
+                on_finish(index[id(seq)], seq.result)
+
+        seqs = [self.new_sequence(r, on_finish=finished) for r in requests]
+        index.update({id(s): i for i, s in enumerate(seqs)})
+        batch, new = Batch(), seqs
+        while new or batch.seqs:
+            self.step(batch, new)
+            new = []
+        for seq in seqs:
+            if seq.error is not None:
+                raise seq.error
+        return [s.result for s in seqs]
+
+    # ---- one step of continuous batching --------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self, batch: Batch, new: List[Sequence]) -> None:
+        """Admit `new` (prefill + first token), then decode one token for every running row."""
+        self._drop_cancelled(batch)
+        if new:
+            self._admit(batch, new)
+        if batch.seqs:
+            self._decode(batch)
+
+    def _admit(self, batch: Batch, new: List[Sequence]) -> None:
+        device = self.loaded.device
+        width = max(len(s.request.prompt_ids) for s in new)
+        ids = torch.full((len(new), width), self.loaded.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(new), width), dtype=torch.long)
+        for row, seq in enumerate(new):
+            prompt = seq.request.prompt_ids
+            ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            attention[row, width - len(prompt):] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        ids, attention, positions = ids.to(device), attention.to(device), positions.to(device)
+        pending = self._mask_thread.submit(self.masks.fill, [s.matcher for s in new])
+        try:
+            out = self.loaded.model(input_ids=ids, attention_mask=attention, position_ids=positions,
+                                    use_cache=True, logits_to_keep=1)
+        except Exception as exc:  # only the newcomers fail; the running batch is untouched
+            pending.result()
+            for seq in new:
+                self.fail(seq, GenerationError(f"prefill failed: {type(exc).__name__}: {exc}"))
+            return
+        now = time.perf_counter()
+        for seq in new:
+            seq.started = now  # decode_seconds leaves the prefill out
+        admitted = Batch(list(new), out.past_key_values, attention, positions[:, -1])
+        self._sample_and_advance(admitted, out.logits[:, -1, :], pending)
+        if admitted.seqs:
+            kv_cache.merge(batch, admitted)
+
+    def _decode(self, batch: Batch) -> None:
+        device = self.loaded.device
+        # the grammar masks for this step are computed while the model runs
+        pending = self._mask_thread.submit(self.masks.fill, [s.matcher for s in batch.seqs])
+        batch.attention = torch.cat([batch.attention, batch.attention.new_ones((len(batch), 1))], dim=1)
+        batch.last_pos = batch.last_pos + 1
+        tokens = torch.tensor([s.tokens[-1] for s in batch.seqs], device=device)[:, None]
+        try:
+            out = self.loaded.model(input_ids=tokens, attention_mask=batch.attention,
+                                    position_ids=batch.last_pos[:, None], past_key_values=batch.cache,
+                                    use_cache=True)
+        except Exception as exc:
+            pending.result()
+            for seq in batch.seqs:
+                self.fail(seq, GenerationError(f"decode step failed: {type(exc).__name__}: {exc}"))
+            batch.seqs, batch.cache, batch.attention, batch.last_pos = [], None, None, None
+            return
+        batch.cache = out.past_key_values
+        self._sample_and_advance(batch, out.logits[:, -1, :], pending)
+
+    def _sample_and_advance(self, batch: Batch, logits: torch.Tensor, pending) -> None:
+        """Mask, sample, feed matchers, report; rows that finish or fail leave `batch`."""
+        pending.result()
+        seqs = batch.seqs
+        self.masks.apply(logits, [row for row, s in enumerate(seqs) if s.matcher is not None])
         logits = logits.float()
-        temps = [s.request.temperature for s in active]
+        self._hold_eos(logits, seqs)
         greedy = logits.argmax(dim=-1).tolist()
-        if all(t <= 0 for t in temps):
-            return greedy
-        scale = torch.tensor([t if t > 0 else 1.0 for t in temps], device=logits.device)
-        probs = torch.softmax(logits / scale[:, None], dim=-1)
-        draws = torch.cat([torch.rand(1, generator=s.rng) for s in active]).to(logits.device)
-        tokens = []
-        for row, seq in enumerate(active):
-            if temps[row] <= 0:
-                tokens.append(greedy[row])
+        for row, seq in enumerate(seqs):
+            try:
+                token = self._pick(logits[row], seq, greedy[row])
+                self._advance(seq, token)
+            except Exception as exc:  # this row alone: a bad matcher state, non-finite numbers, ...
+                self.fail(seq, exc if isinstance(exc, GenerationError)
+                           else GenerationError(f"sampling failed: {type(exc).__name__}: {exc}"))
                 continue
-            p = probs[row]
-            if seq.request.top_p < 1.0:
-                sorted_p, order = torch.sort(p, descending=True)
-                cut = int((sorted_p.cumsum(0) < seq.request.top_p).sum()) + 1
-                sorted_p = sorted_p[:cut]
-                cdf = sorted_p.cumsum(0)
-                pick = int(torch.searchsorted(cdf, draws[row] * cdf[-1]).clamp(max=cut - 1))
-                tokens.append(int(order[pick]))
-            else:
-                cdf = p.cumsum(0)
-                tokens.append(int(torch.searchsorted(cdf, draws[row] * cdf[-1]).clamp(max=p.shape[0] - 1)))
-        return tokens
+            if seq.on_token is not None:
+                seq.on_token(seq)
+            if seq.finish_reason is not None:
+                self.finish(seq)
+        keep = [row for row, s in enumerate(seqs) if not s.done]
+        if len(keep) < len(seqs):
+            kv_cache.select(batch, keep)
 
-    def _advance(self, seq: _Sequence, token: int) -> None:
+    def _hold_eos(self, logits: torch.Tensor, seqs: List[Sequence]) -> None:
+        """min_tokens: no EOS before the minimum, unless the grammar allows nothing else."""
+        for row, seq in enumerate(seqs):
+            if len(seq.tokens) < seq.request.min_tokens:
+                saved = logits[row, self._eos_index].clone()
+                logits[row, self._eos_index] = float("-inf")
+                if not torch.isfinite(logits[row]).any():
+                    logits[row, self._eos_index] = saved
+
+    def _pick(self, row_logits: torch.Tensor, seq: Sequence, greedy: int) -> int:
+        """Greedy below GREEDY_BELOW, else inverse-CDF with the sequence's own RNG (one draw)."""
+        request = seq.request
+        if not torch.isfinite(row_logits).any():
+            raise GenerationError("no token is allowed here (the grammar and the limits exclude every token)")
+        if request.temperature < GREEDY_BELOW:
+            return greedy
+        probs = torch.softmax(row_logits / request.temperature, dim=-1)
+        draw = float(torch.rand(1, generator=seq.rng))
+        if request.top_p < 1.0:
+            probs, order = torch.sort(probs, descending=True)
+            cut = int((probs.cumsum(0) < request.top_p).sum()) + 1
+            probs = probs[:cut]
+        else:
+            order = None
+        cdf = probs.cumsum(0)
+        total = float(cdf[-1])
+        if not total > 0 or total != total:
+            raise GenerationError(f"sampling numbers are not finite at temperature {request.temperature}")
+        pick = int(torch.searchsorted(cdf, torch.tensor([draw * total])).clamp(max=cdf.shape[0] - 1))
+        return int(order[pick]) if order is not None else pick
+
+    def _advance(self, seq: Sequence, token: int) -> None:
         seq.tokens.append(token)
         if seq.matcher is not None:
             if not seq.matcher.consume_token(token):
@@ -182,58 +268,36 @@ class Generator:
         if seq.finish_reason is None and len(seq.tokens) >= seq.request.max_tokens:
             seq.finish_reason = "length"
 
-    def _result(self, seq: _Sequence, elapsed: float) -> GenerationResult:
-        tokens = seq.tokens
-        text_tokens = tokens[:-1] if tokens and tokens[-1] in self._eos and not seq.request.ignore_eos else tokens
-        text = self.loaded.tokenizer.decode(text_tokens, skip_special_tokens=True)
-        return GenerationResult(token_ids=tokens, text=text, finish_reason=seq.finish_reason or "length",
-                                prompt_tokens=len(seq.request.prompt_ids),
-                                completion_tokens=len(tokens), decode_seconds=elapsed)
+    def _drop_cancelled(self, batch: Batch) -> None:
+        keep = []
+        for row, seq in enumerate(batch.seqs):
+            if seq.cancelled:
+                seq.finish_reason = "abort"
+                self.finish(seq)
+            else:
+                keep.append(row)
+        if len(keep) < len(batch.seqs):
+            kv_cache.select(batch, keep)
 
+    def finish(self, seq: Sequence) -> None:
+        seq.result = self.result_of(seq)
+        if seq.on_finish is not None:
+            seq.on_finish(seq)
 
-class BatchScheduler:
-    """One thread owns the model; requests from any thread are batched together."""
+    def fail(self, seq: Sequence, exc: BaseException) -> None:
+        seq.error = exc
+        if seq.on_finish is not None:
+            seq.on_finish(seq)
 
-    def __init__(self, generator: Generator, gather_seconds: float = 0.01):
-        self.generator = generator
-        self.gather_seconds = gather_seconds  # lets requests sent together land in one batch
-        self._queue: queue.Queue[Optional[tuple]] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
-        self._thread.start()
+    def text_of(self, tokens: List[int], ignore_eos: bool = False) -> str:
+        if tokens and tokens[-1] in self._eos and not ignore_eos:
+            tokens = tokens[:-1]
+        with self.tokenizer_lock:
+            return self.loaded.tokenizer.decode(tokens, skip_special_tokens=True)
 
-    def submit(self, request: GenerationRequest) -> Future[GenerationResult]:
-        future: Future[GenerationResult] = Future()
-        self._queue.put((request, future))
-        return future
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            deadline = time.monotonic() + self.gather_seconds
-            while len(batch) < self.generator.max_batch_size:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
-            futures = [future for _, future in batch]
-
-            def finish(index: int, result: GenerationResult, futures=futures) -> None:
-                futures[index].set_result(result)
-
-            try:  # each answer goes out as soon as its sequence is done, not at the batch's end
-                self.generator.generate([request for request, _ in batch], on_finish=finish)
-            except Exception as exc:  # reported to every request still waiting; the server stays up
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(exc)
+    def result_of(self, seq: Sequence) -> GenerationResult:
+        tokens = list(seq.tokens)
+        return GenerationResult(token_ids=tokens, text=self.text_of(tokens, seq.request.ignore_eos),
+                                finish_reason=seq.finish_reason or "abort",
+                                prompt_tokens=len(seq.request.prompt_ids), completion_tokens=len(tokens),
+                                decode_seconds=time.perf_counter() - seq.started)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -18,7 +18,7 @@ class ModelLoadError(RuntimeError):
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
-    tokenizer: Any             # a PreTrainedTokenizerFast
+    tokenizer: object          # a PreTrainedTokenizerFast
     path: str                  # what was loaded (local folder or hub id)
     device: torch.device
     eos_ids: List[int]         # generation stops on any of these
@@ -52,9 +52,19 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def cpu_has_fast_bf16() -> bool:
+    """oneDNN has bf16 kernels for this CPU (AVX-512 or AMX); without them bf16 is emulated and slow."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without the probe
+        return False
+
+
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":  # bf16 on GPUs; fp32 on CPUs, where bf16 support varies
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype == "auto":  # bf16 halves the bytes read per step, the bound on a CPU's decode speed
+        if device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16()):
+            return torch.bfloat16
+        return torch.float32
     try:
         return {"bfloat16": torch.bfloat16, "float16": torch.float16,
                 "float32": torch.float32}[dtype]
@@ -62,8 +72,8 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
         raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, bfloat16, float16 or float32") from None
 
 
-def load_model(model: str, *, source: str = "auto", device: str = "auto",
-               dtype: str = "auto", context_length: Optional[int] = None) -> LoadedModel:
+def load_model(model: str, *, source: str = "auto", device: str = "auto", dtype: str = "auto",
+               context_length: Optional[int] = None, quantize: Optional[str] = None) -> LoadedModel:
     path = resolve_model(model, source)
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
         raise ModelLoadError(f"cannot load model {model!r}: the folder has no config.json "
@@ -77,7 +87,14 @@ def load_model(model: str, *, source: str = "auto", device: str = "auto",
         raise ModelLoadError(
             f"cannot load model {model!r}: {str(exc).splitlines()[0]} "
             f"(pass a local folder, a Hugging Face id, or modelscope:ID)") from None
-    lm = lm.to(dev).eval()  # type: ignore[arg-type]  # transformers types `to` oddly
+    lm.to(dev).eval()
+    vocab_size = lm.get_output_embeddings().weight.shape[0]  # before int8 replaces the head
+    if quantize == "int8":
+        from .quant import quantize_int8
+
+        quantize_int8(lm)
+    elif quantize not in (None, "none"):
+        raise ModelLoadError(f"unknown quantization {quantize!r}; use int8 or none")
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(f"{model!r} has no fast tokenizer (tokenizer.json), which llguidance needs")
     eos = lm.generation_config.eos_token_id if lm.generation_config is not None else None
@@ -89,5 +106,5 @@ def load_model(model: str, *, source: str = "auto", device: str = "auto",
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
     max_positions = getattr(lm.config, "max_position_embeddings", None) or 4096
     return LoadedModel(model=lm, tokenizer=tokenizer, path=path, device=dev, eos_ids=eos_ids,
-                       pad_id=pad_id, vocab_size=lm.get_output_embeddings().weight.shape[0],
+                       pad_id=pad_id, vocab_size=vocab_size,
                        context_length=min(context_length or max_positions, max_positions))
