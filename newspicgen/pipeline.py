@@ -9,8 +9,9 @@ the PicturePrompt in between.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Mapping, Optional, Union
+from typing import Any, List, Mapping, Optional, Tuple, Union
 
+from newspicgen.relevance import rank_by_relevance
 from prompt_server.client import PromptClient
 from prompt_server.instruction import News
 from prompt_server.schema import PicturePrompt
@@ -34,6 +35,16 @@ class Pipeline:
 
     def candidates(self, news: NewsLike, n: int, *, seed: Optional[int] = None) -> List[PicturePrompt]:
         return self.client.candidates(news, n, seed=seed)
+
+    def best_of(self, news: NewsLike, n: int, *, seed: Optional[int] = None) -> List[Tuple[float, PicturePrompt]]:
+        """n seeded samples as (relevance to the article, prompt), the most relevant first.
+
+        The scorer is the optional `eval` extra: without it this raises
+        ScorerUnavailable naming the install command, before any sample is made.
+        """
+        from newspicgen.relevance import relevance_scorer
+        scorer = relevance_scorer()
+        return rank_by_relevance(news, self.candidates(news, n, seed=seed), scorer)
 
     def preset_for(self, picture_type: str, preset: Optional[str] = None) -> StylePreset:
         """The named preset, or (None / "") the default for the type within the family."""
