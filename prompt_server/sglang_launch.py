@@ -168,8 +168,8 @@ class Children:
         self.stopping = False
 
     def start(self, command: List[str], env: Dict[str, str]) -> subprocess.Popen:
-        print("starting: " + masked(command), file=sys.stderr, flush=True)
         process = subprocess.Popen(command, env=env, start_new_session=True)
+        print(f"started (pid {process.pid}): {masked(command)}", file=sys.stderr, flush=True)
         self.processes.append(process)
         return process
 
