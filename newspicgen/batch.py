@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", help="JSONL or CSV with id, title, content "
                         "(a missing id gets a stable one from the content)")
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output folder: prompts.jsonl, failed.jsonl, images/")
+                        help="output folder (one run at a time): prompts.jsonl, failed.jsonl, bad_rows.jsonl, "
+                             "images/")
     parser.add_argument("--server", metavar="URL", default=None,
                         help=f"prompt server base URL (default: ${ENV_SERVER_URL} or {DEFAULT_SERVER_URL})")
     parser.add_argument("--api-key", default=None, metavar="KEY",
@@ -203,8 +204,11 @@ class Batch:
             batch._load_state()
             if batch.todo:  # everything done already needs no server
                 if webui is not None:  # first: a WebUI that is down would fail every article after its prompt
-                    _probe(webui.check, lambda e: isinstance(e, WebUIError) and e.transient, retry)
+                    _probe(webui.check, _transient, retry)
                 _probe(lambda: _health(client), _transient, retry)
+        except OSError as exc:
+            lock.release()
+            raise StartError(f"cannot write to {out}: {exc.strerror or exc}; free space or fix the folder") from None
         except BaseException:
             lock.release()
             raise
@@ -543,6 +547,8 @@ def _health(client: PromptClient) -> None:
 
 def _transient(error: BaseException) -> bool:
     # A busy server answers /health late (a timeout); one restarting refuses or drops connections.
+    if isinstance(error, WebUIError):
+        return error.transient
     return isinstance(error, ServerTimeout) or (isinstance(error, PromptServerError) and error.retryable)
 
 
