@@ -33,16 +33,13 @@ from newspicgen.cli import main as cli_main  # noqa: E402
 from tests.support.loopback import free_port, stop_process  # noqa: E402
 from tests.support.tiny_model import build_tiny_model  # noqa: E402
 
-SAMPLE = REPO.parent / "shared" / "data" / "news_dev.jsonl"
+SAMPLE = REPO / "examples" / "news.jsonl"
 
 
 def articles(count: int) -> list:
-    """The sample news when present (repeated to `count`), else generated ones."""
-    rows = []
-    if SAMPLE.exists():
-        rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not rows:
-        rows = [{"title": f"第{i}条新闻", "content": f"这是第{i}条新闻的内容，市民纷纷点赞。"} for i in range(24)]
+    """The repository's sample news, repeated to `count`."""
+    # "\n" only: splitlines() would also break at a U+2028 inside a JSON string
+    rows = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").split("\n") if line.strip()]
     return [{"id": f"b{i:03d}", "title": rows[i % len(rows)]["title"], "content": rows[i % len(rows)]["content"]}
             for i in range(count)]
 

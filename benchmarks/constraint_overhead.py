@@ -37,7 +37,7 @@ from prompt_server.engine.model_loader import LoadedModel, pick_device  # noqa: 
 from prompt_server.schema import output_regex  # noqa: E402
 
 QWEN_VOCAB = 151936
-NEWS = REPO.parent / "shared" / "data" / "news_dev.jsonl"
+NEWS = REPO / "examples" / "news.jsonl"
 
 
 def qwen_tokenizer():
@@ -66,8 +66,7 @@ def random_qwen_1_5b(dtype: torch.dtype, device: torch.device):
 
 def news_prompt_ids(tokenizer, target_tokens: int) -> list:
     """A real NewsPicGen instruction, its content trimmed so the whole chat is ~target tokens."""
-    article = json.loads(NEWS.read_text(encoding="utf-8").splitlines()[0]) if NEWS.exists() else {
-        "title": "新闻", "content": "今天天气晴朗，市民在公园里散步。" * 40}
+    article = json.loads(NEWS.read_text(encoding="utf-8").split("\n")[0])
     content = article["content"] * 4
     low, high = 0, len(content)
     while low < high:  # longest content prefix that keeps the prompt within target

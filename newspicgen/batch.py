@@ -10,8 +10,14 @@ or a crash never leaves half a line and never loses a finished article. A rerun
 skips ids already in prompts.jsonl and retries everything else, including the
 ids in failed.jsonl, which ends each run holding only the still-failing ones.
 
-Exit status: 0 all done, 1 some articles failed (rerun to retry them), 2 the
-run could not start or was stopped (server unreachable, bad credentials),
+Input rows that cannot be read are skipped and listed, with line and reason,
+in DIR/bad_rows.jsonl (rewritten each run: fix them in INPUT, then rerun).
+One run at a time per DIR: a lock file (DIR/.batch.lock, holding the PID) makes
+a second run refuse; the OS drops the lock when its run ends or is killed.
+
+Exit status: 0 all done, 1 some articles failed (rerun to retry them) or input
+rows were skipped (see bad_rows.jsonl), 2 the run could not start or was stopped
+(server or WebUI unreachable, bad credentials, DIR used by another run),
 130 / 143 interrupted by SIGINT / SIGTERM.
 """
 from __future__ import annotations
@@ -24,29 +30,47 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from newspicgen.batch_io import InputError, JsonlLog, read_articles, read_jsonl, rewrite_jsonl
+from newspicgen.batch_io import (
+    Article,
+    BadRow,
+    InputError,
+    JsonlLog,
+    OutputLock,
+    OutputLocked,
+    read_articles,
+    read_jsonl,
+    rewrite_jsonl,
+)
 from newspicgen.batch_progress import Progress, Stats, percentile
 from newspicgen.pipeline import Pipeline
-from newspicgen.webui_client import WebUIClient, safe_stem, save_picture
+from newspicgen.webui_client import WebUIClient, WebUIError, safe_stem, save_picture
 from prompt_server.client import PromptClient
 from prompt_server.defaults import DEFAULT_SERVER_URL, DEFAULT_TIMEOUT_S, ENV_API_KEY, ENV_SERVER_URL, MODES
-from prompt_server.errors import AuthenticationError, PromptServerError, RetryPolicy, ServerUnreachable
+from prompt_server.errors import (
+    AuthenticationError,
+    PromptServerError,
+    RetryPolicy,
+    ServerTimeout,
+    ServerUnreachable,
+)
 from prompt_server.instruction import EmptyNewsError
-from style_presets.store import PresetStore
+from style_presets.store import PresetNotFound, PresetStore
 
 HELP = ("turn a JSONL/CSV file of articles into prompts (and pictures with --webui); "
         "resumable: rerun with the same --out to continue")
 
 DEAD_AFTER = 3            # this many "unreachable" failures in a row -> check /health, stop if down
+PROBE_RETRIES = 3         # start-up checks of a busy or restarting server: 4 tries over ~2-4 s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", help="JSONL or CSV with id, title, content "
                         "(a missing id gets a stable one from the content)")
     parser.add_argument("--out", required=True, metavar="DIR",
-                        help="output folder: prompts.jsonl, failed.jsonl, images/")
+                        help="output folder (one run at a time): prompts.jsonl, failed.jsonl, bad_rows.jsonl, "
+                             "images/")
     parser.add_argument("--server", metavar="URL", default=None,
                         help=f"prompt server base URL (default: ${ENV_SERVER_URL} or {DEFAULT_SERVER_URL})")
     parser.add_argument("--api-key", default=None, metavar="KEY",
@@ -127,7 +151,10 @@ def run(args: argparse.Namespace) -> int:
     except StartError as exc:
         print(f"batch: {exc}", file=sys.stderr)
         return 2
-    return batch.execute()
+    try:
+        return batch.execute()
+    finally:
+        batch.lock.release()
 
 
 @dataclass
@@ -136,11 +163,13 @@ class Batch:
     out: Path
     pipeline: Pipeline
     retry: RetryPolicy             # the client's; its `cancel` event is set on Ctrl-C
+    lock: OutputLock               # held from before the first read of `out` to the end of the run
     preset: Optional[str] = None   # one preset for every article; None: the default for each type
     concurrency: int = 4
     seed: Optional[int] = None
     webui: Optional[WebUIClient] = None
     skipped: int = 0
+    bad_rows: List[BadRow] = field(default_factory=list)
     prior_attempts: Dict[str, int] = field(default_factory=dict)
 
     @property
@@ -150,33 +179,13 @@ class Batch:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Batch:
-        try:
-            articles, bad_rows = read_articles(args.input)
-        except (InputError, OSError) as exc:
-            raise StartError(str(exc)) from None
-        for row in bad_rows:
-            print(f"batch: skipped {args.input}:{row}", file=sys.stderr)
-
-        store = PresetStore(args.preset_dir)
-        for error in store.errors:
-            print(f"batch: preset file ignored: {error}", file=sys.stderr)
-        if args.preset:
-            try:
-                store.get(args.preset)
-            except KeyError as exc:
-                raise StartError(_one_line(exc)) from None
-
+        """Everything that can be checked is checked here, before the first prompt is asked for."""
+        articles, bad_rows = _read_input(args.input)
+        store = _preset_store(args)
         try:
             webui = WebUIClient(args.webui, args.webui_auth, args.webui_timeout) if args.webui else None
         except ValueError as exc:
             raise StartError(str(exc)) from None
-
-        out = Path(args.out)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StartError(f"cannot create the output folder {str(out)!r}: {exc.strerror}") from None
-
         retry = RetryPolicy(retries=args.retries)
         try:
             client = PromptClient(base_url=args.server, api_key=args.api_key, timeout=args.timeout,
@@ -184,11 +193,25 @@ class Batch:
         except ValueError as exc:  # a malformed --server URL
             raise StartError(str(exc)) from None
         pipeline = Pipeline(client, store, family=None if args.preset else args.family)
-        batch = cls(articles=articles, out=out, pipeline=pipeline, retry=retry, preset=args.preset,
-                    concurrency=args.concurrency, seed=args.seed, webui=webui)
-        batch._load_state()
-        if batch.todo:  # everything done already needs no server
-            _check_server(client)
+
+        out = Path(args.out)
+        lock = _claim_output(out)
+        try:  # from here on a refusal must let go of the folder
+            batch = cls(articles=articles, out=out, pipeline=pipeline, retry=retry, lock=lock,
+                        preset=args.preset, concurrency=args.concurrency, seed=args.seed, webui=webui,
+                        bad_rows=bad_rows)
+            batch._record_bad_rows(args.input)
+            batch._load_state()
+            if batch.todo:  # everything done already needs no server
+                if webui is not None:  # first: a WebUI that is down would fail every article after its prompt
+                    _probe(webui.check, _transient, retry)
+                _probe(lambda: _health(client), _transient, retry)
+        except OSError as exc:
+            lock.release()
+            raise StartError(f"cannot write to {out}: {exc.strerror or exc}; free space or fix the folder") from None
+        except BaseException:
+            lock.release()
+            raise
         return batch
 
     # -------------------------------------------------------------- resume state
@@ -204,6 +227,19 @@ class Batch:
     @property
     def images_dir(self) -> Path:
         return self.out / "images"
+
+    @property
+    def bad_rows_path(self) -> Path:
+        return self.out / "bad_rows.jsonl"
+
+    def _record_bad_rows(self, source: str) -> None:
+        """The input's unreadable rows as of this run: a fixed row leaves the file on the next run."""
+        if self.bad_rows:
+            when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            rewrite_jsonl(self.bad_rows_path, [{"input": source, "line": row.line, "reason": row.reason,
+                                                "time": when} for row in self.bad_rows])
+        elif self.bad_rows_path.exists():
+            self.bad_rows_path.unlink()
 
     def _load_state(self) -> None:
         records, dropped, unreadable = read_jsonl(self.prompts_path)
@@ -282,7 +318,7 @@ class Batch:
             return 128 + self.signal_code
         if self.fatal_message:
             return 2
-        return 1 if stats.failed else 0
+        return 1 if stats.failed or self.bad_rows else 0
 
     def _write_results(self, threads, prompts, failed, stats: Stats, progress: Progress) -> None:
         unreachable_in_a_row = 0
@@ -448,12 +484,15 @@ class Batch:
         p50, p95 = percentile(stats.latencies, 50), percentile(stats.latencies, 95)
         lines = [f"batch: {stats.done} done, {self.skipped} skipped (done before), {stats.failed} failed"
                  + (f", {stats.abandoned} not started or abandoned" if stats.abandoned else "")
+                 + (f", {len(self.bad_rows)} bad input rows" if self.bad_rows else "")
                  + f" in {elapsed:.1f} s"
                  + (f": {stats.done / elapsed:.2f} articles/s" if stats.done else "")
                  + (f", latency p50 {p50:.0f} ms, p95 {p95:.0f} ms" if stats.latencies else ""),
                  f"  prompts: {self.prompts_path}"]
         if self.failed_path.exists():
             lines.append(f"  failed:  {self.failed_path} (rerun the same command to retry them)")
+        if self.bad_rows:
+            lines.append(f"  bad rows: {self.bad_rows_path} (fix them in the input file, then rerun)")
         if self.webui is not None:
             lines.append(f"  images:  {self.images_dir}")
         if self.fatal_message:
@@ -463,11 +502,67 @@ class Batch:
         print("\n".join(lines), flush=True)
 
 
-def _check_server(client: PromptClient) -> None:
-    """Refuse to start against a server that is not there, instead of failing every article."""
+# ------------------------------------------------------------------ start-up checks
+
+def _read_input(source: str) -> Tuple[List[Article], List[BadRow]]:
+    try:
+        articles, bad_rows = read_articles(source)
+    except (InputError, OSError) as exc:
+        raise StartError(str(exc)) from None
+    for row in bad_rows:
+        print(f"batch: skipped {source}:{row}", file=sys.stderr)
+    return articles, bad_rows
+
+
+def _preset_store(args: argparse.Namespace) -> PresetStore:
+    """The store, with --preset or --family known to exist: a typo stops the run, not every article."""
+    store = PresetStore(args.preset_dir)
+    for error in store.errors:
+        print(f"batch: preset file ignored: {error}", file=sys.stderr)
+    try:
+        if args.preset:
+            store.get(args.preset)
+        elif args.family and args.family not in store.families():
+            raise PresetNotFound(args.family, store.families(), "preset family")
+    except KeyError as exc:
+        raise StartError(_one_line(exc)) from None
+    return store
+
+
+def _claim_output(out: Path) -> OutputLock:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return OutputLock(out).acquire()
+    except OutputLocked as exc:
+        raise StartError(str(exc)) from None
+    except OSError as exc:
+        raise StartError(f"cannot use the output folder {str(out)!r}: {exc.strerror or exc}") from None
+
+
+def _health(client: PromptClient) -> None:
     info = client.health()
     if not info.ok:
-        raise StartError(_one_line(info.error) if info.error else f"prompt server at {info.url} is not ready")
+        raise info.error or StartError(f"prompt server at {info.url} is not ready")
+
+
+def _transient(error: BaseException) -> bool:
+    # A busy server answers /health late (a timeout); one restarting refuses or drops connections.
+    if isinstance(error, WebUIError):
+        return error.transient
+    return isinstance(error, ServerTimeout) or (isinstance(error, PromptServerError) and error.retryable)
+
+
+def _probe(check: Callable[[], None], transient: Callable[[BaseException], bool], retry: RetryPolicy) -> None:
+    """Refuse to start against a server that is not there, instead of failing every article;
+    a transient failure is asked again with the client's backoff before giving up."""
+    attempt = 0
+    while True:
+        try:
+            return check()
+        except (PromptServerError, WebUIError, StartError) as exc:
+            if not transient(exc) or attempt >= PROBE_RETRIES or retry.cancel.wait(retry.delay(attempt)):
+                raise StartError(_one_line(exc)) from None
+        attempt += 1
 
 
 def _one_line(error: BaseException) -> str:

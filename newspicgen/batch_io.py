@@ -1,8 +1,10 @@
 """Files of the `batch` command: the articles going in, the JSONL logs coming out.
 
-Input is JSONL or CSV with `id`, `title`, `content`. A row without an id gets a
-stable one from its content, so a rerun of the same file resumes instead of
-starting over. Bad rows are reported by line number and skipped.
+Input is JSONL, a JSON array of objects, or CSV with `id`, `title`, `content`,
+in UTF-8 (anything else is refused: guessing an encoding would turn Chinese into
+U+FFFD). A row without an id gets a stable one from its content, so a rerun of
+the same file resumes instead of starting over. Bad rows are reported by line
+number and skipped.
 
 Output logs are append-only JSONL. Every record is one complete line written
 with a single write and fsync'd, so an interrupt never leaves half a line; a
@@ -12,8 +14,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
@@ -61,7 +65,13 @@ def read_articles(path: str | os.PathLike) -> Tuple[List[Article], List[BadRow]]
     if not path.is_file():
         raise InputError(f"input file {str(path)!r} not found; pass a JSONL or CSV file of articles "
                          "with title and content")
-    rows = _csv_rows(path) if _is_csv(path) else _jsonl_rows(path)
+    text = _read_utf8(path)
+    if _is_csv(path, text):
+        rows = _csv_rows(path, text)
+    elif text.lstrip().startswith("["):
+        rows = _array_rows(path, text)
+    else:
+        rows = _jsonl_rows(text)
     articles: List[Article] = []
     bad: List[BadRow] = []
     first_line: Dict[str, int] = {}
@@ -80,45 +90,83 @@ def read_articles(path: str | os.PathLike) -> Tuple[List[Article], List[BadRow]]
     return articles, bad
 
 
-def _is_csv(path: Path) -> bool:
+def _read_utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{path}: line {line} is not UTF-8 (byte 0x{data[exc.start]:02x}); the file is in "
+                         "another encoding (GBK?): save it as UTF-8 (Excel: 'CSV UTF-8') and rerun") from None
+
+
+def _is_csv(path: Path, text: str) -> bool:
     if path.suffix.lower() == ".csv":
         return True
     if path.suffix.lower() in JSONL_SUFFIXES:
         return False
-    with path.open(encoding="utf-8-sig", errors="replace") as f:
-        head = f.read(4096).lstrip()
-    return not head.startswith("{")
+    return not text[:4096].lstrip().startswith(("{", "["))
 
 
-def _jsonl_rows(path: Path) -> Iterator[Tuple[int, Union[dict, BadRow]]]:
-    with path.open(encoding="utf-8-sig", errors="replace") as f:
-        for number, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield number, BadRow(number, f"not valid JSON ({exc.msg} at column {exc.colno})")
-                continue
-            if not isinstance(row, dict):
-                yield number, BadRow(number, f"expected a JSON object, got {type(row).__name__}")
-                continue
-            yield number, row
+def _row(line: int, text: str) -> Union[dict, BadRow]:
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return BadRow(line, f"not valid JSON ({exc.msg} at column {exc.colno})")
+    except RecursionError:  # `[[[[...` a few thousand deep
+        return BadRow(line, "JSON nested too deeply")
+    if not isinstance(row, dict):
+        return BadRow(line, f"expected a JSON object, got {type(row).__name__}")
+    return row
 
 
-def _csv_rows(path: Path) -> Iterator[Tuple[int, Union[dict, BadRow]]]:
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
-        reader = csv.DictReader(f)
-        fields = [name.strip() for name in (reader.fieldnames or [])]
-        if "content" not in fields:
-            raise InputError(f"{path}: CSV header has no 'content' column (found {fields or 'none'}); "
-                             "the first row must name the columns id,title,content")
-        reader.fieldnames = fields
-        start = reader.line_num + 1
+def _jsonl_rows(text: str) -> Iterator[Tuple[int, Union[dict, BadRow]]]:
+    # "\n" only: str.splitlines() would also split at U+2028, U+2029, \x1c..\x1e,
+    # which JSON allows unescaped inside a string.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            yield number, _row(number, line)
+
+
+def _array_rows(path: Path, text: str) -> Iterator[Tuple[int, Union[dict, BadRow]]]:
+    """`[{...}, {...}]`: each element is a row, numbered by the line it starts on."""
+    hint = "a file starting with '[' is read as one JSON array: fix it, or write one article per line (JSONL)"
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg}); {hint}") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply; {hint}") from None
+    decoder = json.JSONDecoder()
+    pos = text.index("[") + 1
+    line = text.count("\n", 0, pos) + 1
+    for item in items:  # walk the (valid) text again only to learn where each element starts
+        start = pos
+        while text[start] in " \t\r\n,":
+            start += 1
+        line += text.count("\n", pos, start)
+        yield line, item if isinstance(item, dict) else BadRow(
+            line, f"expected a JSON object, got {type(item).__name__}")
+        pos = decoder.raw_decode(text, start)[1]
+        line += text.count("\n", start, pos)
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[Tuple[int, Union[dict, BadRow]]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = [name.strip() for name in (reader.fieldnames or [])]
+    if "content" not in fields:
+        raise InputError(f"{path}: CSV header has no 'content' column (found {fields or 'none'}); "
+                         "the first row must name the columns id,title,content")
+    reader.fieldnames = fields
+    start = reader.line_num + 1
+    try:
         for row in reader:
             # line_num is the last physical line of the record; report its first.
             yield start, {k: v for k, v in row.items() if k is not None}
             start = reader.line_num + 1
+    except csv.Error as exc:  # a stray quote, a field over the csv module's size limit
+        raise InputError(f"{path}: line {start}: not readable as CSV ({exc}); "
+                         "check its quotes, or save the file as JSONL") from None
 
 
 def _article(line: int, row: dict) -> Article | BadRow:
@@ -164,7 +212,7 @@ def read_jsonl(path: str | os.PathLike) -> Tuple[List[dict], bool, List[int]]:
             continue
         try:
             record = json.loads(raw.decode("utf-8"))
-        except ValueError:
+        except (ValueError, RecursionError):
             unreadable.append(number)
             continue
         if isinstance(record, dict):
@@ -207,3 +255,67 @@ def rewrite_jsonl(path: str | os.PathLike, records: List[dict]) -> None:
     """Replace a log atomically (write a temp file, fsync, rename)."""
     atomic_write(path, b"".join((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
                                 for record in records))
+
+
+# ---------------------------------------------------------------- one run per folder
+
+LOCK_NAME = ".batch.lock"
+
+
+class OutputLocked(Exception):
+    """Another live process holds the output folder; str() names its PID and the fix."""
+
+
+class OutputLock:
+    """An exclusive OS lock on `DIR/.batch.lock`, holding the owner's PID.
+
+    The OS drops the lock when its process dies, however it dies (kill -9 too), so
+    a stale file never blocks a later run. The file itself is never deleted:
+    deleting it could let two runs lock two different files of the same name.
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.path = Path(folder) / LOCK_NAME
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> OutputLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _lock(fd)
+        except OSError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise OutputLocked(f"another batch run (PID {pid or 'unknown'}) is writing to {self.path.parent}; "
+                               "wait for it to finish or stop it, or pass another --out") from None
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+
+# Windows locks byte ranges and then refuses reads of them: lock one byte far past the
+# PID so a refused run can still read who holds the folder.
+_WINDOWS_LOCK_OFFSET = 1 << 20
+
+
+def _lock(fd: int) -> None:
+    """Raises OSError when another process holds the lock."""
+    if sys.platform == "win32":
+        import msvcrt
+        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _read_pid(fd: int) -> Optional[int]:
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 32).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None

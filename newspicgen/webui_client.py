@@ -27,6 +27,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 class WebUIError(Exception):
     """The WebUI could not make the picture; str() is one line naming the cause and the fix."""
 
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient  # down, busy or a 5xx: asking again later may work
+
 
 def parse_auth(text: Optional[str]) -> Optional[Tuple[str, str]]:
     """`user:pass` as given to the WebUI's --api-auth."""
@@ -64,21 +68,17 @@ class WebUIClient:
     def txt2img_url(self) -> str:
         return f"{self.base_url}/sdapi/v1/txt2img"
 
+    def check(self) -> None:
+        """One cheap call before a run: raises WebUIError if the WebUI is down, lacks --api or
+        refuses the credentials. /sdapi/v1/progress answers even while a picture is being made."""
+        timeout = min(self.timeout, 10.0)
+        response = self._call("GET", "/sdapi/v1/progress", timeout, params={"skip_current_image": "true"})
+        if response.status_code >= 500:
+            raise WebUIError(f"WebUI at {self.base_url} is not ready (HTTP {response.status_code}); "
+                             "wait until it has loaded, then rerun", transient=True)
+
     def txt2img(self, payload: Dict[str, Any]) -> Picture:
-        try:
-            response = self._session.post(self.txt2img_url, json=payload, auth=self.auth, timeout=self.timeout)
-        except requests.Timeout:
-            raise WebUIError(f"WebUI at {self.base_url} did not answer within {self.timeout:g} s; "
-                             "it may be busy: rerun later or raise --webui-timeout") from None
-        except requests.ConnectionError:
-            raise WebUIError(f"WebUI not reachable at {self.base_url}; start it with --api "
-                             "(and --listen if it runs on another machine)") from None
-        if response.status_code in (401, 403):
-            raise WebUIError(f"WebUI at {self.base_url} refused the credentials (HTTP {response.status_code}); "
-                             "pass --webui-auth user:password matching its --api-auth")
-        if response.status_code == 404:
-            raise WebUIError(f"WebUI at {self.base_url} has no /sdapi/v1/txt2img (HTTP 404); "
-                             "start the WebUI with --api")
+        response = self._call("POST", "/sdapi/v1/txt2img", self.timeout, json=payload)
         if response.status_code != 200:
             raise WebUIError(f"WebUI txt2img failed with HTTP {response.status_code}: "
                              f"{one_line(error_text(response), 200)}")
@@ -92,6 +92,24 @@ class WebUIClient:
             raise WebUIError("WebUI txt2img returned an image that is not a PNG; "
                              "set its 'Saving images' format to png")
         return Picture(png=png, info=_decode_info(body.get("info")))
+
+    def _call(self, method: str, path: str, timeout: float, **kwargs: Any) -> requests.Response:
+        """One request; no connection, a timeout, refused credentials or no --api raise WebUIError."""
+        try:
+            response = self._session.request(method, self.base_url + path, auth=self.auth, timeout=timeout,
+                                             **kwargs)
+        except requests.Timeout:
+            raise WebUIError(f"WebUI at {self.base_url} did not answer within {timeout:g} s; "
+                             "it may be busy: rerun later or raise --webui-timeout", transient=True) from None
+        except requests.ConnectionError:
+            raise WebUIError(f"WebUI not reachable at {self.base_url}; start it with --api "
+                             "(and --listen if it runs on another machine)", transient=True) from None
+        if response.status_code in (401, 403):
+            raise WebUIError(f"WebUI at {self.base_url} refused the credentials (HTTP {response.status_code}); "
+                             "pass --webui-auth user:password matching its --api-auth")
+        if response.status_code == 404:
+            raise WebUIError(f"WebUI at {self.base_url} has no {path} (HTTP 404); start the WebUI with --api")
+        return response
 
 
 def _decode_info(info: Any) -> Dict[str, Any]:

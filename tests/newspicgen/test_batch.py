@@ -23,6 +23,7 @@ import requests
 from newspicgen.cli import main
 from prompt_server.schema import PicturePrompt
 from tests.support import REPO
+from tests.support.jsonl import read_jsonl_lines
 from tests.support.loopback import LoopbackServer, free_port
 
 NEWS_DEV = REPO / "examples" / "news.jsonl"
@@ -38,8 +39,7 @@ def subprocess_env() -> dict:
     return env
 
 
-def read_lines(path: Path) -> list:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+read_lines = read_jsonl_lines
 
 
 def assert_each_once_and_valid(prompts: Path, expected_ids) -> None:
@@ -68,7 +68,7 @@ def test_interrupted_runs_resume_to_all_24_articles_exactly_once(tmp_path, local
     prompts = out / "prompts.jsonl"
     args = batch_cmd(str(NEWS_DEV), "--out", str(out), "--server", local_server_url, "--concurrency", "4",
                      "--preset-dir", str(tmp_path / "presets"))
-    expected = [json.loads(line)["id"] for line in NEWS_DEV.read_text(encoding="utf-8").splitlines() if line.strip()]
+    expected = [row["id"] for row in read_jsonl_lines(NEWS_DEV)]
     assert len(expected) == 24
 
     def interrupt_after(lines_wanted: int, signum: int) -> subprocess.CompletedProcess:
@@ -296,10 +296,12 @@ def test_bad_rows_are_reported_by_line_and_the_rest_processed(tmp_path, local_se
                     '{"title": "没有 id", "content": "这篇新闻没有 id。"}\n', encoding="utf-8")
     out = tmp_path / "out"
     assert main(["batch", str(news), "--out", str(out), "--server", local_server_url,
-                 "--preset-dir", str(tmp_path / "presets")]) == 0
+                 "--preset-dir", str(tmp_path / "presets")]) == 1  # rows were skipped
     err = capsys.readouterr().err
     assert f"{news}:line 2: not valid JSON" in err
     assert f"{news}:line 3: no content" in err
+    assert [(r["line"], r["reason"].split(" (")[0]) for r in read_lines(out / "bad_rows.jsonl")] == [
+        (2, "not valid JSON"), (3, "no content")]
     records = read_lines(out / "prompts.jsonl")
     ids = sorted(r["id"] for r in records)
     assert len(ids) == 2 and ids[0].startswith("auto-") and ids[1] == "ok1"

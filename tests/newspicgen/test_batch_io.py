@@ -6,7 +6,17 @@ import os
 
 import pytest
 
-from newspicgen.batch_io import InputError, JsonlLog, read_articles, read_jsonl, rewrite_jsonl, stable_id
+from newspicgen.batch_io import (
+    InputError,
+    JsonlLog,
+    OutputLock,
+    OutputLocked,
+    read_articles,
+    read_jsonl,
+    rewrite_jsonl,
+    stable_id,
+)
+from tests.support.jsonl import jsonl_lines, read_jsonl_lines
 
 
 def write(path, text):
@@ -83,7 +93,7 @@ def test_read_jsonl_cuts_a_half_written_last_line_so_the_next_append_is_clean(tm
     with JsonlLog(path) as log:
         log.append({"id": "c", "text": "中文"})
     assert [r["id"] for r in read_jsonl(path)[0]] == ["a", "b", "c"]
-    assert path.read_text(encoding="utf-8").splitlines()[-1] == '{"id": "c", "text": "中文"}'
+    assert jsonl_lines(path.read_text(encoding="utf-8"))[-1] == '{"id": "c", "text": "中文"}'
 
 
 def test_read_jsonl_reports_unreadable_middle_lines(tmp_path):
@@ -97,7 +107,7 @@ def test_rewrite_jsonl_replaces_atomically(tmp_path):
     path = tmp_path / "failed.jsonl"
     path.write_text('{"id": "old"}\n')
     rewrite_jsonl(path, [{"id": "x"}, {"id": "y"}])
-    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ["x", "y"]
+    assert [json.loads(line)["id"] for line in jsonl_lines(path.read_text())] == ["x", "y"]
     assert not os.path.exists(str(path) + ".tmp")
 
 
@@ -109,3 +119,54 @@ def test_other_columns_ride_along_in_extra_for_eval(tmp_path):
     jsonl.write_text('{"id": "b1", "content": "内容", "type": 2}\n', encoding="utf-8")
     assert read_articles(csv_file)[0][0].extra == {"type": "人物", "reference": "A person"}
     assert read_articles(jsonl)[0][0].extra == {"type": 2}
+
+
+# ------------------------------------------------------------ encodings, separators, JSON arrays
+
+def test_jsonl_splits_rows_on_newline_only_so_u2028_stays_inside_a_string(tmp_path):
+    text = "一\u2028二\u2029三\x1c四\x85五"  # each one is a line break to str.splitlines()
+    path = tmp_path / "news.jsonl"
+    path.write_text(json.dumps({"id": "a", "content": text}, ensure_ascii=False) + "\r\n"
+                    + json.dumps({"id": "b", "content": "x"}) + "\n", encoding="utf-8")
+    articles, bad = read_articles(path)
+    assert [(a.id, a.content, a.line) for a in articles] == [("a", text, 1), ("b", "x", 2)]
+    assert bad == []
+    assert [row["id"] for row in read_jsonl_lines(path)] == ["a", "b"]  # the tests' own reader agrees
+
+
+def test_non_utf8_input_is_refused_with_file_line_and_fix(tmp_path):
+    path = tmp_path / "news.jsonl"
+    path.write_bytes(b'{"id": "a", "content": "ok"}\n' + '{"id": "b", "content": "新闻"}\n'.encode("gbk"))
+    with pytest.raises(InputError, match=r"news\.jsonl: line 2 is not UTF-8 .*save it as UTF-8"):
+        read_articles(path)
+
+
+def test_deeply_nested_jsonl_row_is_a_bad_row(tmp_path):
+    path = write(tmp_path / "news.jsonl", '{"id": "a", "content": "c"}\n' + "[" * 200_000 + "\n")
+    articles, bad = read_articles(path)
+    assert [a.id for a in articles] == ["a"] and [str(b) for b in bad] == ["line 2: JSON nested too deeply"]
+    log = tmp_path / "prompts.jsonl"
+    log.write_text('{"id": "a"}\n' + "{\"x\": " * 100_000 + "\n")
+    assert read_jsonl(log) == ([{"id": "a"}], False, [2])
+
+
+def test_json_array_file_is_read_with_the_line_each_element_starts_on(tmp_path):
+    path = write(tmp_path / "news.json", '[\n  {"id": "a", "title": "t",\n   "content": "c1"},\n  "text",\n'
+                                          '  {"id": "b", "content": "c2"}\n]\n')
+    articles, bad = read_articles(path)
+    assert [(a.id, a.content, a.line) for a in articles] == [("a", "c1", 2), ("b", "c2", 5)]
+    assert [str(b) for b in bad] == ["line 4: expected a JSON object, got str"]
+    broken = write(tmp_path / "broken.json", '[\n {"id": "a", "content": "c"}\n {"id": "b", "content": "d"}\n]')
+    with pytest.raises(InputError, match=r"broken\.json: line 3: not valid JSON .*JSON array.*JSONL"):
+        read_articles(broken)
+
+
+# ------------------------------------------------------------ the output folder lock
+
+def test_output_lock_refuses_a_second_holder_naming_the_pid_and_frees_on_release(tmp_path):
+    first = OutputLock(tmp_path).acquire()
+    with pytest.raises(OutputLocked, match=rf"another batch run \(PID {os.getpid()}\) is writing to .*--out"):
+        OutputLock(tmp_path).acquire()
+    first.release()
+    OutputLock(tmp_path).acquire().release()  # free again; the file stays, harmless
+    assert (tmp_path / ".batch.lock").read_text().strip() == str(os.getpid())

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from newspicgen.webui_client import WebUIClient, WebUIError, add_text_chunk, parse_auth, safe_stem, save_picture
+from tests.support.jsonl import read_jsonl_lines
 from tests.support.loopback import LoopbackServer
 
 
@@ -78,14 +79,25 @@ class _FakeWebUIHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _authorized(self) -> bool:
+        expected = "Basic " + base64.b64encode(self.server.auth.encode()).decode() if self.server.auth else None
+        if expected and self.headers.get("Authorization") != expected:
+            self._send(401, {"detail": "Incorrect username or password"})
+            return False
+        return True
+
+    def do_GET(self):
+        if not self.path.startswith("/sdapi/v1/progress"):
+            return self._send(404, {"detail": "Not Found"})
+        if self._authorized():
+            self._send(200, {"progress": 0.0, "eta_relative": 0.0, "state": {}, "current_image": None})
+
     def do_POST(self):
         payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path != "/sdapi/v1/txt2img":
             return self._send(404, {"detail": "Not Found"})
-        if self.server.auth:
-            expected = "Basic " + base64.b64encode(self.server.auth.encode()).decode()
-            if self.headers.get("Authorization") != expected:
-                return self._send(401, {"detail": "Incorrect username or password"})
+        if not self._authorized():
+            return None
         with self.server.lock:
             self.server.in_flight += 1
             self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
@@ -175,7 +187,7 @@ def test_batch_with_fake_webui_makes_one_picture_per_article_sequentially(tmp_pa
     assert code == 0
     assert max_in_flight == 1  # one WebUI queue: never two pictures at once
     assert len(payloads) == 5 and all(p["seed"] == 7 for p in payloads)
-    lines = [json.loads(line) for line in (out / "prompts.jsonl").read_text(encoding="utf-8").splitlines()]
+    lines = read_jsonl_lines(out / "prompts.jsonl")
     assert sorted(r["id"] for r in lines) == [f"n{i}" for i in range(5)]
     for record in lines:
         PicturePrompt.from_dict(record["picture_prompt"])
@@ -199,12 +211,27 @@ def test_batch_records_webui_errors_per_article_and_retries_them(tmp_path, local
             "--preset-dir", str(tmp_path / "presets"), "--retries", "0"]
     with FakeWebUI(fail_prompts_with=" ") as webui:  # every composed prompt has a space: all fail
         assert main(args + ["--webui", webui.url]) == 1
-    failed = [json.loads(line) for line in (out / "failed.jsonl").read_text(encoding="utf-8").splitlines()]
+    failed = read_jsonl_lines(out / "failed.jsonl")
     assert len(failed) == 2 and {f["stage"] for f in failed} == {"webui"}
     assert all("CUDA out of memory" in f["reason"] and f["attempt"] == 1 for f in failed)
     assert not (out / "prompts.jsonl").read_text()
     with FakeWebUI() as webui:
         assert main(args + ["--webui", webui.url]) == 0
-    assert len((out / "prompts.jsonl").read_text().splitlines()) == 2
+    assert len(read_jsonl_lines(out / "prompts.jsonl")) == 2
     assert not (out / "failed.jsonl").exists()
     assert len(list((out / "images").glob("*.png"))) == 2
+
+
+def test_batch_with_wrong_webui_credentials_stops_before_any_prompt_fake_webui(tmp_path, capsys):
+    from newspicgen.cli import main
+
+    news = tmp_path / "news.csv"
+    news.write_text("title,content\n标题,内容。\n", encoding="utf-8")
+    with FakeWebUI(auth="u:p") as webui:  # the prompt server is never reached: none is running
+        code = main(["batch", str(news), "--out", str(tmp_path / "out"), "--webui", webui.url,
+                     "--webui-auth", "u:wrong", "--server", "http://127.0.0.1:9", "--preset-dir",
+                     str(tmp_path / "presets")])
+        payloads = list(webui.payloads)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--webui-auth" in err and "HTTP 401" in err
+    assert payloads == [] and not (tmp_path / "out" / "failed.jsonl").exists()
