@@ -34,7 +34,10 @@ setup: $(VENV)/.installed
 
 setup-test: setup .venv-gradio3/.installed /usr/bin/chromium
 
+# modelscope:ID models need the modelscope package, installed on first use of that route.
 serve: setup
+	@case "$(MODEL)" in modelscope:*) $(VENV)/bin/python -c "import modelscope" 2>/dev/null || \
+	  $(VENV)/bin/pip install -q modelscope;; esac
 	$(VENV)/bin/newspicgen serve --model $(MODEL) --port $(PORT)
 
 # ruff (lint + import order), mypy (types), import-linter (layers, no WebUI below extension/)

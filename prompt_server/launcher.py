@@ -33,11 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local folder, Hugging Face id, or modelscope:ID (default %(default)s)")
     parser.add_argument("--source", choices=("auto", "huggingface", "modelscope"), default="auto",
                         help="where a model id is downloaded from (modelscope when Hugging Face is unreachable)")
-    parser.add_argument("--host", default=DEFAULT_HOST)
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' from clients")
-    parser.add_argument("--served-model-name", default=SERVED_MODEL_NAME)
-    parser.add_argument("--context-length", type=int, default=4096)
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help="address to listen on (default %(default)s: this machine only; 0.0.0.0 for the LAN)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default %(default)s)")
+    parser.add_argument("--api-key-file", metavar="FILE", default=None,
+                        help=f"require 'Authorization: Bearer KEY' from clients, KEY read from FILE "
+                             f"(or set {ENV_API_KEY})")
+    parser.add_argument("--api-key", default=None,
+                        help="the same with the key on the command line, where other local users can read it")
+    parser.add_argument("--served-model-name", default=SERVED_MODEL_NAME, metavar="NAME",
+                        help="model id reported by /v1/models (default %(default)s)")
+    parser.add_argument("--context-length", type=int, default=4096, metavar="TOKENS",
+                        help="longest prompt + answer in tokens (default %(default)s)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: a CUDA GPU when there is one, else the CPU")
     sgl = parser.add_argument_group("sglang engine")
@@ -47,24 +54,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sgl.add_argument("--workers", type=int, default=1, metavar="N",
                      help="start N SGLang servers with SGLang's router in front of them on --port "
                           "(needs sglang-router in SGLang's environment; default 1)")
-    sgl.add_argument("sglang_args", nargs="*", metavar="-- SGLANG_ARGS",
-                     help="after --: more arguments passed to sglang.launch_server as they are")
-    sgl.add_argument("--mem-fraction", type=float, default=0.3,
+    sgl.add_argument("--mem-fraction", type=float, default=0.3, metavar="SHARE",
                      help="SGLang --mem-fraction-static: share of GPU memory for weights + KV cache; "
                           "the rest stays free for Stable Diffusion (default %(default)s)")
+    sgl.add_argument("sglang_args", nargs="*", metavar="-- SGLANG_ARGS",
+                     help="after --: more arguments passed to sglang.launch_server as they are")
     local = parser.add_argument_group("local engine")
     local.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
                        help="auto: bfloat16 on CUDA and on CPUs with bf16 kernels (AVX-512/AMX), else float32")
     local.add_argument("--quantize", choices=("none", "int8"), default="none",
                        help="int8: int8 weight-only linears, faster decoding on a CPU, slightly different output")
-    local.add_argument("--max-batch-size", type=int, default=8,
+    local.add_argument("--max-batch-size", type=int, default=8, metavar="N",
                        help="concurrent requests decoded together (default %(default)s)")
-    local.add_argument("--api-key-file", default=None,
-                       help=f"file holding the API key (or set {ENV_API_KEY}); "
-                            "safer than --api-key, which other users can read in the process list")
-    local.add_argument("--max-body-bytes", type=int, default=1 << 20,
+    local.add_argument("--max-body-bytes", type=int, default=1 << 20, metavar="BYTES",
                        help="larger request bodies get HTTP 413 (default %(default)s)")
-    local.add_argument("--client-timeout", type=float, default=10.0,
+    local.add_argument("--client-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="seconds a client may take to send a request's headers, or each part of "
                             "its body, before the connection is closed (default %(default)s)")
 
@@ -102,6 +106,21 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.sglang_args and args.engine == "local":
         raise LaunchError(f"arguments after -- ({' '.join(args.sglang_args)}) are for SGLang; "
                           "they do nothing with --engine local")
+    check_model_argument(args.model)
+
+
+def check_model_argument(model: str) -> None:
+    """A path that is not there is a typo, not a Hugging Face id: say so before anything loads.
+
+    Hub ids look like `owner/name`; anything absolute, relative (./ ../ ~) or
+    with more than one `/` is a folder.
+    """
+    if model.startswith(MODELSCOPE_PREFIX) or os.path.exists(os.path.expanduser(model)):
+        return
+    looks_like_path = model.startswith(("/", "./", "../", "~")) or model.count("/") > 1
+    if looks_like_path or (os.sep != "/" and os.sep in model):
+        raise LaunchError(f"model folder {model!r} does not exist; check the path, or give a Hugging Face id "
+                          f"such as {DEFAULT_MODEL} or modelscope:{DEFAULT_MODEL}")
 
 
 # ---- engine choice ---------------------------------------------------------

@@ -231,3 +231,24 @@ def test_bad_arguments_are_one_line_errors(argv, needle, capsys):
     assert launcher.run(parse("--engine", "local", *argv)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+@pytest.mark.parametrize("model", ["/data/models/NewsPicGen", "./models/newspicgen", "~/no/such/folder",
+                                   "models/qwen/newspicgen"])
+def test_a_mistyped_model_folder_says_the_folder_does_not_exist(model, capsys):
+    assert launcher.run(parse("--engine", "local", "--model", model)) == 2
+    err = capsys.readouterr().err
+    assert f"model folder {model!r} does not exist" in err and "blacker521/NewsPicGen" in err
+
+
+def test_hub_ids_and_existing_folders_pass_the_model_check(tmp_path):
+    for model in ("blacker521/NewsPicGen", "modelscope:blacker521/NewsPicGen", str(tmp_path)):
+        launcher.check_model_argument(model)
+
+
+def test_serve_help_documents_every_option():
+    parser = build_parser()
+    serve = next(action for action in parser._subparsers._group_actions[0].choices.values()
+                 if action.prog.endswith("serve"))
+    undocumented = [action.dest for action in serve._actions if action.dest != "help" and not action.help]
+    assert undocumented == []
