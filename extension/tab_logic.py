@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from prompt_server.client import ServerInfo
 from prompt_server.defaults import start_command
-from prompt_server.errors import PromptServerError, ServerUnreachable
+from prompt_server.errors import PromptServerError, ServerUnreachable, redact_url
 from prompt_server.instruction import EmptyNewsError, News
 from prompt_server.schema import PicturePrompt, PictureType
 from style_presets.store import PresetNotFound
@@ -119,7 +119,7 @@ class TabLogic:
             url = self.get_config().server_url
         except Exception as exc:  # a bad setting: say which
             return f"🔴 {exc}"
-        return status_markdown(None, url)
+        return status_markdown(None, redact_url(url))  # the setting as typed may hold a password
 
     def check_server(self) -> Outcome:
         try:

@@ -4,6 +4,9 @@ Mode "regex" sends SGLang's top-level `regex` (SGLang and our embedded engine);
 mode "json_schema" sends `response_format` (vLLM, llama.cpp, Ollama, LM Studio).
 Every answer is validated against `PicturePrompt`, whatever the server claims
 to have enforced, and every failure is a typed error that says what to do.
+Every request is bounded: one wall-clock deadline, a cap on the body's size,
+and parsing that survives hostile JSON. The server URL's password and the API
+key never reach a message (`base_url` is the redacted URL, for people).
 Needs only requests + pydantic: the WebUI imports it.
 """
 from __future__ import annotations
@@ -17,9 +20,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import requests
+import urllib3
 
 from prompt_server.compat import ValidationError, first_error
 from prompt_server.defaults import (
@@ -29,6 +33,7 @@ from prompt_server.defaults import (
     DEFAULT_TEMPERATURE,
     DEFAULT_TIMEOUT_S,
     ENV_API_KEY,
+    MAX_RESPONSE_BYTES,
     MODES,
     SERVED_MODEL_NAME,
     default_server_url,
@@ -45,11 +50,13 @@ from prompt_server.errors import (
     ServerUnreachable,
     excerpt,
     one_line,
+    redact_url,
 )
 from prompt_server.instruction import DEFAULT_MAX_CONTENT_CHARS, Instruction, News, build_instruction
 from prompt_server.schema import PicturePrompt, output_json_schema, output_regex
 
 _RETRY_STATUS = (500, 502, 503, 504)
+_READ_CHUNK = 64 * 1024
 
 
 # --- client ---------------------------------------------------------------------
@@ -75,10 +82,66 @@ def _normalize_url(url: str) -> str:
         url = "http://" + url  # "127.0.0.1:30000" typed into a settings box
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValueError(f"server URL {url!r} is not an http(s) URL; use e.g. {DEFAULT_SERVER_URL}")
+        raise ValueError(f"server URL {redact_url(url)!r} is not an http(s) URL; use e.g. {DEFAULT_SERVER_URL}")
     if url.endswith("/v1"):  # pasted from an OpenAI-style config
         url = url[:-3]
     return url
+
+
+def _checked_api_key(api_key: Optional[str]) -> Optional[str]:
+    key = (api_key or os.environ.get(ENV_API_KEY, "")).strip()
+    if any(char.isspace() or not char.isprintable() for char in key):
+        # requests would refuse the header with the key inside its message: never show it
+        raise ValueError("the API key contains spaces or control characters; copy it again without them")
+    return key or None
+
+
+def _json(response: requests.Response) -> Any:
+    """response.json(), with too-deep nesting (`[[[[...`, a RecursionError) as a ValueError."""
+    try:
+        return response.json()
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _read_body(response: requests.Response, deadline: float, limit: int) -> bytes:
+    """The body, a piece at a time: requests' read timeout is per read, so a server
+    trickling a byte a second would never time out, and `.content` has no size cap."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge()
+    raw = response.raw
+
+    def read_once() -> bytes:
+        # one socket read at most (urllib3 2's read1), and never past the deadline
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+        if sock is not None:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+        return raw.read1(_READ_CHUNK, decode_content=True)
+
+    # older urllib3 has no read1: its reads block until a whole chunk is there
+    pieces = iter(read_once, b"") if hasattr(raw, "read1") else response.iter_content(1024)
+    chunks, size = [], 0
+    try:
+        for piece in pieces:
+            size += len(piece)
+            if size > limit:
+                raise _TooLarge()
+            if time.monotonic() > deadline:
+                raise requests.exceptions.ReadTimeout("deadline passed while reading the body")
+            chunks.append(piece)
+    # raw reads raise urllib3's errors; turn them into the requests errors _request handles
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc) from exc
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from exc
+    except urllib3.exceptions.HTTPError as exc:  # ProtocolError: the connection broke mid-body
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    return b"".join(chunks)
+
+
+class _TooLarge(Exception):
+    """The body is over MAX_RESPONSE_BYTES."""
 
 
 def _connection_reason(exc: Exception) -> str:
@@ -91,7 +154,7 @@ def error_text(response: requests.Response) -> str:
     (`{"error": {"message"}}` or `{"message"}`), FastAPI (`{"detail"}`) and the WebUI
     (`{"error": "OutOfMemoryError", "errors": "CUDA out of memory"}`); else the raw text."""
     try:
-        body = response.json()
+        body = _json(response)
     except ValueError:
         return response.text or response.reason or ""
     if isinstance(body, dict):
@@ -123,8 +186,9 @@ class PromptClient:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
         if int(max_tokens) < 1:
             raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
-        self.base_url = _normalize_url(base_url or default_server_url())
-        self.api_key = api_key or os.environ.get(ENV_API_KEY, "").strip() or None
+        self._url = _normalize_url(base_url or default_server_url())  # with credentials: requests only
+        self.base_url = redact_url(self._url)  # for people: messages, ServerInfo.url, the tab
+        self.api_key = _checked_api_key(api_key)
         self.timeout = float(timeout)
         # `retry` lets a caller share its policy (the batch's cancels on Ctrl-C)
         self.retry = retry or RetryPolicy(retries=max(0, int(retries)), backoff=float(backoff))
@@ -147,6 +211,17 @@ class PromptClient:
         return f"PromptClient({self.base_url!r}, mode={self.mode!r})"
 
     # -- plumbing
+
+    def _scrub(self, text: str) -> str:
+        """Foreign text (an exception, a server's error body) without our secrets in it."""
+        password = urlparse(self._url).password or ""
+        for secret in (self.api_key, password, unquote(password)):
+            if secret:
+                text = text.replace(secret, "***")
+        return redact_url(text)
+
+    def _server_text(self, response: requests.Response, limit: int = 200) -> str:
+        return one_line(self._scrub(error_text(response)), limit)
 
     def _session(self) -> requests.Session:
         cached = getattr(self._local, "session", None)
@@ -184,11 +259,22 @@ class PromptClient:
 
     def _request(self, method: str, path: str, *, json: Any = None,
                  timeout: Optional[float] = None) -> requests.Response:
-        """One HTTP call. A connection failure or a 5xx raises; any other answer is returned."""
-        url = self.base_url + path
+        """One HTTP call within `timeout` seconds in all, its body read in full (at most
+        MAX_RESPONSE_BYTES). A connection failure or a 5xx raises; any other answer is returned."""
         timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         try:
-            response = self._session().request(method, url, json=json, timeout=(min(10.0, timeout), timeout))
+            response = self._session().request(method, self._url + path, json=json, stream=True,
+                                               timeout=(min(10.0, timeout), timeout))
+            try:
+                # what `.content` would hold; set so .json() and .text read it as usual
+                response._content = _read_body(response, deadline, MAX_RESPONSE_BYTES)
+            finally:
+                response.close()
+        except _TooLarge:
+            raise ServerError(f"the server at {self.base_url} sent a body over {MAX_RESPONSE_BYTES // 2 ** 20} MiB "
+                              f"for {path}", "check that the server URL points at a prompt server",
+                              status=response.status_code, url=self.base_url) from None
         except requests.exceptions.ConnectTimeout as exc:
             # a host that drops packets is unreachable, not slow
             raise ServerUnreachable(self.base_url, "connection timed out") from exc
@@ -197,11 +283,12 @@ class PromptClient:
         except requests.exceptions.ConnectionError as exc:
             raise ServerUnreachable(self.base_url, _connection_reason(exc)) from exc
         except requests.exceptions.RequestException as exc:
-            raise ServerError(f"request to {url} failed: {one_line(exc)}", url=self.base_url) from exc
+            raise ServerError(f"request to {self.base_url}{path} failed: {self._scrub(one_line(exc))}",
+                              url=self.base_url) from exc
         if response.status_code in _RETRY_STATUS:
             raise ServerError(
                 f"the prompt server at {self.base_url} failed (HTTP {response.status_code}: "
-                f"{one_line(error_text(response), 200)})", status=response.status_code, url=self.base_url)
+                f"{self._server_text(response)})", status=response.status_code, url=self.base_url)
         return response
 
     # -- the API
@@ -247,7 +334,7 @@ class PromptClient:
         if status in (401, 403):
             raise AuthenticationError(self.base_url, status, bool(self.api_key))
         if status in (400, 422):
-            message = error_text(response)
+            message = self._scrub(error_text(response))
             if re.search(r"regex|grammar|schema|json|response_format|constrain", message, re.IGNORECASE):
                 raise GrammarRejected(message, self.mode, self.base_url)
             raise ServerError(f"the prompt server rejected the request (HTTP {status}: {one_line(message, 200)})",
@@ -259,16 +346,16 @@ class PromptClient:
                               "`python -m prompt_server serve`", status=status)
         if status != 200:
             raise ServerError(f"the prompt server at {self.base_url} answered HTTP {status}: "
-                              f"{one_line(error_text(response), 200)}", status=status)
+                              f"{self._server_text(response)}", status=status)
         try:
-            body = response.json()
+            body = _json(response)
             choice = body["choices"][0]
             content = choice["message"]["content"]
             finish_reason = choice.get("finish_reason")
         except (ValueError, KeyError, IndexError, TypeError):
             raise ServerError(
                 f"the server at {self.base_url} answered 200 but not with a chat completion: "
-                f"{excerpt(response.text, 200)}",
+                f"{self._scrub(excerpt(response.text, 200))}",
                 "check that the URL points at an OpenAI-compatible server (SGLang, "
                 "`python -m prompt_server serve`, vLLM, ...)", status=status) from None
         if not isinstance(content, str):
@@ -283,6 +370,8 @@ class PromptClient:
             raise InvalidOutput(content, first_error(exc)) from None
         except ValueError as exc:  # json.JSONDecodeError or "expected a JSON object"
             raise InvalidOutput(content, str(exc)) from None
+        except RecursionError:  # json.loads on `[[[[...`
+            raise InvalidOutput(content, "JSON nested too deeply") from None
 
     def generate_many(self, news_list: Iterable[Union[News, Mapping[str, Any]]], *, concurrency: int = 4,
                       seed: Optional[int] = None, temperature: float = DEFAULT_TEMPERATURE
@@ -337,7 +426,7 @@ class PromptClient:
             error = AuthenticationError(self.base_url, models.status_code, bool(self.api_key))
         elif models.status_code == 200:
             try:
-                entry = models.json()["data"][0]
+                entry = _json(models)["data"][0]
                 model, engine = entry.get("id"), entry.get("owned_by")
             except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                 pass

@@ -16,6 +16,8 @@ DEFAULT_MODE = "regex"
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_TOKENS = 768  # SGLang's native default (128) would cut the JSON: clients always send this
 DEFAULT_TEMPERATURE = 0.7
+# A chat completion is a few KiB; a body past this is a wrong or hostile server, not an answer.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 ENV_SERVER_URL = "NEWSPICGEN_SERVER_URL"
 ENV_API_KEY = "NEWSPICGEN_API_KEY"

@@ -13,11 +13,13 @@
 
 `error.retryable` is the single answer to "may this be tried again?"; the
 client and the batch both ask it through `RetryPolicy`. str(error) is one line:
-"what happened; what to do".
+"what happened; what to do". No error ever shows a URL's password: messages,
+hints and `.url` go through `redact_url`.
 """
 from __future__ import annotations
 
 import random
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional, TypeVar
@@ -27,6 +29,20 @@ from prompt_server.defaults import DEFAULT_PORT, ENV_API_KEY, start_command
 
 _EXCERPT_CHARS = 300
 T = TypeVar("T")
+# the userinfo of a URL: "//" up to the last "@" before the path ("user:pass@", "token@")
+_USERINFO = re.compile(r"(?<=//)[^/?#\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """`text` with every URL's credentials hidden: http://user:***@host, http://***@host.
+
+    Works on whole messages too, so an error can never echo a password typed
+    into a server URL (CLI errors, failed.jsonl, the WebUI's 503 detail)."""
+    def hide(found: re.Match[str]) -> str:
+        user, colon, _ = found.group(0)[:-1].partition(":")
+        return f"{user}:***@" if colon else "***@"  # a lone userinfo may be a token
+
+    return _USERINFO.sub(hide, text)
 
 
 def one_line(text: object, limit: int = _EXCERPT_CHARS) -> str:
@@ -46,10 +62,11 @@ class PromptServerError(Exception):
     retryable = False
 
     def __init__(self, message: str, hint: str = "", url: Optional[str] = None):
+        message, hint = redact_url(message), redact_url(hint)
         super().__init__(message)
         self.message = message
         self.hint = hint
-        self.url = url
+        self.url = redact_url(url) if url else url
 
     def __str__(self) -> str:
         return f"{self.message}; {self.hint}" if self.hint else self.message

@@ -77,6 +77,14 @@ def test_prompt_server_down_is_503_with_the_start_command(closed_port_url):
     assert "python -m prompt_server serve" in response.json()["detail"]
 
 
+def test_prompt_server_down_503_never_shows_the_urls_password(closed_port_url):
+    url = closed_port_url.replace("http://", "http://alice:s3cret-pw@")
+    response = client_for(url).post("/newspicgen/v1/prompt", json=NEWS)
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert "alice:***@127.0.0.1" in detail and "s3cret" not in detail
+
+
 class _Always500(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = b'{"object":"error","message":"engine crashed","type":"InternalServerError","code":500}'

@@ -91,6 +91,14 @@ def test_generate_with_the_server_down_warns_with_the_start_command_and_keeps_ev
     assert not {"en_prompt", "ch_prompt", "en_keyword", "ch_keyword", "type", "preset"} & set(outcome.values)
 
 
+def test_a_password_in_the_server_url_is_never_shown(tmp_path):
+    logic = logic_for(f"http://alice:s3cret-pw@127.0.0.1:{free_port()}", tmp_path)
+    texts = [logic.initial_status(), logic.check_server().values["status"]]
+    outcome = logic.generate(NEWS_TITLE, NEWS_CONTENT, True, "ink-wash-figures")
+    texts += [outcome.warning, outcome.values["status"]]
+    assert all("alice:***@127.0.0.1" in text and "s3cret" not in text for text in texts), texts
+
+
 def test_generate_with_empty_news_says_what_to_fill_in(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"  # never contacted: empty news fails first
     outcome = logic_for(dead, tmp_path).generate("  ", "<p>\u200b</p>", True, "")

@@ -253,6 +253,43 @@ def test_still_failing_articles_keep_one_line_with_the_attempt_number(tmp_path, 
     assert not read_lines(out / "prompts.jsonl")
 
 
+class _HealthyBut500(BaseHTTPRequestHandler):
+    """Passes the start-up probe, then fails every chat request with a 500."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self._send(200, {"data": [{"id": "newspicgen", "owned_by": "test"}]} if self.path == "/v1/models" else {})
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._send(500, {"object": "error", "message": "engine crashed", "code": 500})
+
+
+def test_failed_jsonl_never_records_the_urls_password(tmp_path, capsys):
+    write_news(tmp_path / "news.jsonl", 2)
+    out = tmp_path / "out"
+    with LoopbackServer(_HealthyBut500) as server:
+        url = server.url.replace("http://", "http://alice:s3cret-pw@")
+        assert main(["batch", str(tmp_path / "news.jsonl"), "--out", str(out), "--server", url,
+                     "--preset-dir", str(tmp_path / "presets"), "--retries", "0"]) == 1
+    failed = read_lines(out / "failed.jsonl")
+    assert len(failed) == 2 and all("alice:***@127.0.0.1" in f["reason"] for f in failed), failed
+    assert "s3cret" not in (out / "failed.jsonl").read_text(encoding="utf-8")
+    assert "s3cret" not in "".join(capsys.readouterr())
+
+
 # ------------------------------------------------------------ a dead server
 
 def test_no_server_refuses_to_start_with_one_clear_line(tmp_path):

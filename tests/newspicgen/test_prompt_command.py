@@ -112,6 +112,15 @@ def test_server_down_names_the_url_and_the_command_to_start_it():
     assert_one_line_error(result, url, "python -m prompt_server serve")
 
 
+@pytest.mark.parametrize("via_env", [False, True])
+def test_server_down_never_shows_the_urls_password(via_env):
+    url = f"http://alice:s3cret-pw@127.0.0.1:{free_port()}"
+    args = ("--title", TITLE, "--content", CONTENT) + (() if via_env else ("--server", url))
+    result = run_cli(*args, env={"NEWSPICGEN_SERVER_URL": url} if via_env else None)
+    line = assert_one_line_error(result, "alice:***@127.0.0.1")
+    assert "s3cret" not in line
+
+
 def test_server_down_via_the_environment_variable():
     url = f"http://127.0.0.1:{free_port()}"
     result = run_cli("--title", TITLE, "--content", CONTENT, env={"NEWSPICGEN_SERVER_URL": url})

@@ -3,17 +3,20 @@ for the faults a real server will not produce on demand (tests named *_mocked).
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
 import threading
+import time
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
 import responses
 
 from prompt_server.client import PromptClient
-from prompt_server.defaults import DEFAULT_SERVER_URL, default_server_url
+from prompt_server.defaults import DEFAULT_SERVER_URL, MAX_RESPONSE_BYTES, default_server_url
 from prompt_server.defaults import ENV_API_KEY as API_KEY_ENV
 from prompt_server.defaults import ENV_SERVER_URL as SERVER_URL_ENV
 from prompt_server.errors import (
@@ -29,7 +32,7 @@ from prompt_server.errors import (
 from prompt_server.instruction import EmptyNewsError, News, build_instruction
 from prompt_server.schema import FIELD_ORDER, PicturePrompt, output_json_schema, output_regex
 from tests.support import REPO
-from tests.support.loopback import free_port
+from tests.support.loopback import LoopbackServer, free_port
 
 # Four articles from news_dev.jsonl, inline so a fresh clone has them.
 SAMPLE_NEWS = [
@@ -326,6 +329,177 @@ def test_every_error_is_a_prompt_server_error_with_a_hint():
                   IncompleteOutput(768, "{"), InvalidOutput("x\ny", "reason"), ServerError("boom")):
         assert isinstance(error, PromptServerError) and error.hint
         assert_one_line(error)
+
+
+# --- bounded requests: hostile servers on loopback ------------------------------------
+
+class _Hostile(BaseHTTPRequestHandler):
+    """Answers every request with `self.server.answer(handler)`; a client that hangs up is fine."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _any(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        try:
+            self.server.answer(self)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    do_GET = do_POST = _any
+
+    def head(self, status=200, length=None):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if length is None:
+            self.send_header("Connection", "close")  # the body ends when the connection does
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+
+
+def hostile_server(answer) -> LoopbackServer:
+    server = LoopbackServer(_Hostile)
+    server.answer = answer
+    return server
+
+
+def test_a_trickling_server_times_out_at_the_deadline_not_after_the_last_byte():
+    # 16 spaces (JSON allows them) one per 0.25 s, then a valid answer: per-read timeouts never fire.
+    body = b" " * 16 + json.dumps(completion(VALID.to_json())).encode()
+    finished = threading.Event()
+
+    def trickle(handler):
+        handler.head(length=len(body))
+        for byte in body[:16]:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.25)
+        handler.wfile.write(body[16:])
+        finished.set()
+
+    with hostile_server(trickle) as server:
+        client = PromptClient(server.url, timeout=1, retries=0)
+        with pytest.raises(ServerTimeout) as info:
+            client.generate(SAMPLE_NEWS[0])
+        assert not finished.is_set(), "the client waited for the whole trickle"
+    assert "did not answer within 1 s" in str(info.value)
+    assert_one_line(info.value)
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "until-close"])
+def test_a_huge_body_is_cut_at_the_cap_with_a_clear_error(declared):
+    padding = MAX_RESPONSE_BYTES + 1024 * 1024  # whitespace, then a valid answer: only the size is wrong
+    tail = json.dumps(completion(VALID.to_json())).encode()
+    sent = []
+
+    def flood(handler):
+        handler.head(length=padding + len(tail) if declared else None)
+        block = b" " * 65536
+        for _ in range(padding // len(block)):
+            handler.wfile.write(block)
+            sent.append(len(block))
+        handler.wfile.write(tail)
+
+    with hostile_server(flood) as server, pytest.raises(ServerError) as info:
+        PromptClient(server.url, retries=0).generate(SAMPLE_NEWS[0])
+    assert f"over {MAX_RESPONSE_BYTES // 2 ** 20} MiB" in str(info.value) and server.url in str(info.value)
+    assert not info.value.retryable
+    assert_one_line(info.value)
+
+
+DEEP = "[" * 200_000
+
+
+@pytest.mark.parametrize("status, body, error, words", [
+    (200, DEEP, ServerError, "not with a chat completion"),
+    (500, DEEP, ServerError, "HTTP 500"),
+    (200, json.dumps(completion(DEEP)), InvalidOutput, "nested too deeply"),
+], ids=["body", "error-body", "content"])
+def test_deeply_nested_json_is_a_clear_error_not_a_recursion_error(status, body, error, words):
+    def deep(handler):
+        data = body.encode()
+        handler.head(status, length=len(data))
+        handler.wfile.write(data)
+
+    with hostile_server(deep) as server, pytest.raises(error) as info:
+        PromptClient(server.url, retries=0).generate(SAMPLE_NEWS[0])
+    assert words in str(info.value)
+    assert_one_line(info.value)
+
+
+def test_health_survives_a_deeply_nested_model_list():
+    def answer(handler):
+        data = (b"{}" if handler.path == "/health" else DEEP.encode())
+        handler.head(length=len(data))
+        handler.wfile.write(data)
+
+    with hostile_server(answer) as server:
+        info = PromptClient(server.url, retries=0).health()
+    assert info.ok is True and info.model is None
+
+
+# --- credentials are used, never shown ------------------------------------------------
+
+SECRET_URL = "http://alice:s3cret-pw@127.0.0.1:{port}"
+
+
+def test_credentials_in_the_url_are_sent_but_never_shown():
+    seen = []
+
+    def answer(handler):
+        seen.append(handler.headers.get("Authorization"))
+        data = json.dumps(completion(VALID.to_json())).encode()
+        handler.head(length=len(data))
+        handler.wfile.write(data)
+
+    with hostile_server(answer) as server:
+        port = server.server_address[1]
+        client = PromptClient(SECRET_URL.format(port=port), retries=0)
+        assert client.generate(SAMPLE_NEWS[0]) == VALID
+        info = client.health()
+    assert seen[0] == "Basic " + base64.b64encode(b"alice:s3cret-pw").decode()
+    shown = f"http://alice:***@127.0.0.1:{port}"
+    assert client.base_url == info.url == shown
+    assert "s3cret" not in repr(client)
+
+
+def test_errors_never_show_the_urls_password():
+    url = SECRET_URL.format(port=free_port())
+    client = PromptClient(url, retries=0)
+    with pytest.raises(ServerUnreachable) as info:
+        client.generate(SAMPLE_NEWS[0])
+    health = client.health()
+    for error in (info.value, health.error):
+        assert "s3cret" not in str(error) and "s3cret" not in (error.url or "")
+        assert "alice:***@127.0.0.1" in str(error)
+    with pytest.raises(ValueError) as bad:
+        PromptClient("ftp://alice:s3cret-pw@example.org")
+    assert "s3cret" not in str(bad.value)
+
+
+def test_a_server_echoing_the_api_key_or_password_does_not_get_it_into_the_error():
+    def echo(handler):
+        data = json.dumps({"message": f"rejected {handler.headers.get('Authorization')} "
+                                      "from http://alice:s3cret-pw@proxy"}).encode()
+        handler.head(500, length=len(data))
+        handler.wfile.write(data)
+
+    with hostile_server(echo) as server, pytest.raises(ServerError) as info:
+        PromptClient(server.url, api_key="sk-live-123", retries=0).generate(SAMPLE_NEWS[0])
+    assert "rejected Bearer ***" in str(info.value)
+    assert "sk-live-123" not in str(info.value) and "s3cret" not in str(info.value)
+
+
+def test_an_api_key_with_a_line_break_is_refused_without_showing_it(monkeypatch):
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    with pytest.raises(ValueError) as info:
+        PromptClient(f"http://127.0.0.1:{free_port()}", api_key="sk-live\n123", retries=0)
+    assert "API key" in str(info.value) and "sk-live" not in str(info.value)
+    assert PromptClient(MOCK_URL, api_key="  sk-live-123\n").api_key == "sk-live-123"  # pasted from a file
 
 
 # --- the real embedded engine ---------------------------------------------------------
