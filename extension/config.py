@@ -26,6 +26,7 @@ from prompt_server.defaults import (
     ENV_TIMEOUT,
     MODES,
 )
+from prompt_server.errors import redact_url
 from style_presets.store import PresetStore
 
 
@@ -41,6 +42,10 @@ class NewsPicGenConfig:
     mode: str = DEFAULT_MODE
     family: Optional[str] = None
     preset_dir: Optional[str] = None
+
+    def __repr__(self) -> str:  # the URL may carry a password, and the key is a secret
+        return (f"NewsPicGenConfig(server_url={redact_url(self.server_url)!r}, timeout={self.timeout!r}, "
+                f"mode={self.mode!r}, family={self.family!r}, preset_dir={self.preset_dir!r})")
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional, Tuple
 import requests
 
 from prompt_server.client import error_text
-from prompt_server.errors import one_line
+from prompt_server.errors import one_line, redact_url
 from prompt_server.files import atomic_write
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -28,7 +28,7 @@ class WebUIError(Exception):
     """The WebUI could not make the picture; str() is one line naming the cause and the fix."""
 
     def __init__(self, message: str, transient: bool = False):
-        super().__init__(message)
+        super().__init__(redact_url(message))  # a --webui URL may carry user:password
         self.transient = transient  # down, busy or a 5xx: asking again later may work
 
 

@@ -99,3 +99,9 @@ def test_empty_settings_mean_defaults():
     config = config_from_opts(opts, environ={})
     assert (config.server_url, config.api_key, config.timeout, config.mode, config.family, config.preset_dir) == (
         DEFAULT_SERVER_URL, None, 120.0, "regex", None, None)
+
+
+def test_repr_hides_the_password_in_the_url_and_the_key():
+    from extension.config import NewsPicGenConfig
+    text = repr(NewsPicGenConfig(server_url="http://alice:s3cret@127.0.0.1:30000", api_key="k-123"))
+    assert "s3cret" not in text and "k-123" not in text and "alice:***@127.0.0.1:30000" in text

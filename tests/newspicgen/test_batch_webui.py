@@ -235,3 +235,11 @@ def test_batch_with_wrong_webui_credentials_stops_before_any_prompt_fake_webui(t
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--webui-auth" in err and "HTTP 401" in err
     assert payloads == [] and not (tmp_path / "out" / "failed.jsonl").exists()
+
+
+def test_webui_errors_never_show_the_password_of_the_webui_url():
+    from tests.support.loopback import free_port
+    client = WebUIClient(f"http://bob:hunter2@127.0.0.1:{free_port()}", timeout=5)
+    with pytest.raises(WebUIError) as info:
+        client.txt2img({"prompt": "x"})
+    assert "hunter2" not in str(info.value) and "bob:***@127.0.0.1" in str(info.value)
