@@ -136,6 +136,9 @@ class PresetStore:
         """True when `name` is a built-in not overridden by a user preset."""
         return name in self._builtin and name not in self._user
 
+    def builtin_names(self) -> List[str]:
+        return sorted(self._builtin, key=str.lower)
+
     def user_names(self) -> List[str]:
         return sorted(self._user, key=str.lower)
 
