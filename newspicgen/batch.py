@@ -29,11 +29,12 @@ from typing import Any, Dict, List, Optional
 from newspicgen.batch_io import InputError, JsonlLog, read_articles, read_jsonl, rewrite_jsonl
 from newspicgen.batch_progress import Progress, Stats, percentile
 from newspicgen.pipeline import Pipeline
-from newspicgen.webui_client import WebUIClient, safe_stem, save_picture
+from newspicgen.webui_client import WebUIClient, WebUIError, safe_stem, save_picture
 from prompt_server.client import PromptClient
 from prompt_server.defaults import DEFAULT_SERVER_URL, DEFAULT_TIMEOUT_S, ENV_API_KEY, ENV_SERVER_URL, MODES
 from prompt_server.errors import AuthenticationError, PromptServerError, RetryPolicy, ServerUnreachable
 from prompt_server.instruction import EmptyNewsError
+from style_presets.availability import Availability
 from style_presets.store import PresetStore
 
 HELP = ("turn a JSONL/CSV file of articles into prompts (and pictures with --webui); "
@@ -140,6 +141,7 @@ class Batch:
     concurrency: int = 4
     seed: Optional[int] = None
     webui: Optional[WebUIClient] = None
+    available: Optional[Availability] = None  # the WebUI's LoRAs and embeddings (with --webui)
     skipped: int = 0
     prior_attempts: Dict[str, int] = field(default_factory=dict)
 
@@ -170,6 +172,12 @@ class Batch:
             webui = WebUIClient(args.webui, args.webui_auth, args.webui_timeout) if args.webui else None
         except ValueError as exc:
             raise StartError(str(exc)) from None
+        available = None
+        if webui is not None:  # once per run: compose splits model text naming the WebUI's embeddings
+            try:
+                available = webui.availability()
+            except WebUIError as exc:
+                raise StartError(str(exc)) from None
 
         out = Path(args.out)
         try:
@@ -185,7 +193,7 @@ class Batch:
             raise StartError(str(exc)) from None
         pipeline = Pipeline(client, store, family=None if args.preset else args.family)
         batch = cls(articles=articles, out=out, pipeline=pipeline, retry=retry, preset=args.preset,
-                    concurrency=args.concurrency, seed=args.seed, webui=webui)
+                    concurrency=args.concurrency, seed=args.seed, webui=webui, available=available)
         batch._load_state()
         if batch.todo:  # everything done already needs no server
             _check_server(client)
@@ -375,7 +383,7 @@ class Batch:
             return Failed(article, "prompt", exc)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:  # a broken preset fails this article, not the run
-            composed = self.pipeline.compose(picture_prompt, self.preset)
+            composed = self.pipeline.compose(picture_prompt, self.preset, available=self.available)
         except Exception as exc:
             return Failed(article, "compose", exc)
         record = {"id": article.id, "picture_prompt": picture_prompt.to_dict(), "preset": composed.preset,

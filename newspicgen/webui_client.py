@@ -20,8 +20,10 @@ import requests
 from prompt_server.client import error_text
 from prompt_server.errors import one_line
 from prompt_server.files import atomic_write
+from style_presets.availability import Availability
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LIST_TIMEOUT_S = 30.0  # the LoRA / embedding lists come from memory; txt2img gets --webui-timeout
 
 
 class WebUIError(Exception):
@@ -63,6 +65,35 @@ class WebUIClient:
     @property
     def txt2img_url(self) -> str:
         return f"{self.base_url}/sdapi/v1/txt2img"
+
+    def availability(self) -> Availability:
+        """The LoRAs and embeddings the WebUI has: GET /sdapi/v1/loras and /sdapi/v1/embeddings."""
+        loras, embeddings = self._get_json("/sdapi/v1/loras"), self._get_json("/sdapi/v1/embeddings")
+        try:
+            return Availability.from_webui(loras, embeddings)
+        except ValueError as exc:
+            raise WebUIError(f"WebUI at {self.base_url} answered an unexpected list: {exc}") from None
+
+    def _get_json(self, path: str) -> Any:
+        try:
+            response = self._session.get(self.base_url + path, auth=self.auth, timeout=LIST_TIMEOUT_S)
+        except requests.Timeout:
+            raise WebUIError(f"WebUI at {self.base_url} did not answer {path} within {LIST_TIMEOUT_S:g} s; "
+                             "it may still be starting: rerun when it is up") from None
+        except requests.ConnectionError:
+            raise WebUIError(f"WebUI not reachable at {self.base_url}; start it with --api "
+                             "(and --listen if it runs on another machine)") from None
+        if response.status_code in (401, 403):
+            raise WebUIError(f"WebUI at {self.base_url} refused the credentials (HTTP {response.status_code}); "
+                             "pass --webui-auth user:password matching its --api-auth")
+        if response.status_code != 200:
+            raise WebUIError(f"WebUI at {self.base_url} answered {path} with HTTP {response.status_code}; "
+                             "start the WebUI with --api")
+        try:
+            return response.json()
+        except (ValueError, RecursionError):
+            raise WebUIError(f"WebUI at {self.base_url} answered {path} with something that is not "
+                             "JSON; is that URL the WebUI?") from None
 
     def txt2img(self, payload: Dict[str, Any]) -> Picture:
         try:

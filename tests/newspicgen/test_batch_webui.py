@@ -53,8 +53,10 @@ def png_text_chunks(png: bytes) -> dict:
 class FakeWebUI(LoopbackServer):
     """Loopback stand-in for `webui.sh --api [--api-auth user:pass]`."""
 
-    def __init__(self, auth=None, fail_prompts_with=None, delay=0.05):
+    def __init__(self, auth=None, fail_prompts_with=None, delay=0.05, loras=(), embeddings=()):
         super().__init__(_FakeWebUIHandler)
+        self.loras, self.embeddings = list(loras), list(embeddings)  # what GET /sdapi/v1/... lists
+        self.gets = []
         self.auth = auth
         self.fail_prompts_with = fail_prompts_with  # a word: prompts containing it get HTTP 500
         self.delay = delay
@@ -77,6 +79,22 @@ class _FakeWebUIHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _authorized(self) -> bool:
+        expected = "Basic " + base64.b64encode(self.server.auth.encode()).decode() if self.server.auth else None
+        return expected is None or self.headers.get("Authorization") == expected
+
+    def do_GET(self):
+        self.server.gets.append(self.path)
+        if not self._authorized():
+            return self._send(401, {"detail": "Incorrect username or password"})
+        if self.path == "/sdapi/v1/loras":
+            return self._send(200, [{"name": n, "alias": n, "path": f"/m/{n}.safetensors", "metadata": {}}
+                                    for n in self.server.loras])
+        if self.path == "/sdapi/v1/embeddings":
+            return self._send(200, {"loaded": {n: {"step": None, "shape": 768, "vectors": 1}
+                                               for n in self.server.embeddings}, "skipped": {}})
+        self._send(404, {"detail": "Not Found"})
 
     def do_POST(self):
         payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -156,6 +174,16 @@ def test_auth_must_be_user_colon_password():
         parse_auth("justauser")
 
 
+def test_availability_reads_the_webuis_lists():
+    with FakeWebUI(auth="u:p", loras=["add_detail"], embeddings=["EasyNegative"]) as webui:
+        available = WebUIClient(webui.url, auth="u:p").availability()
+        with pytest.raises(WebUIError, match="--webui-auth"):
+            WebUIClient(webui.url, auth="u:wrong").availability()
+        with pytest.raises(WebUIError, match=r"/sdapi/v1/loras with HTTP 404; start the WebUI with --api"):
+            WebUIClient(webui.url + "/nothing-here", auth="u:p").availability()
+    assert available.loras == {"add_detail"} and available.embeddings == {"EasyNegative"}
+
+
 # ------------------------------------------------------------ the batch command
 
 def test_batch_with_fake_webui_makes_one_picture_per_article_sequentially(tmp_path, local_server_url,
@@ -208,3 +236,29 @@ def test_batch_records_webui_errors_per_article_and_retries_them(tmp_path, local
     assert len((out / "prompts.jsonl").read_text().splitlines()) == 2
     assert not (out / "failed.jsonl").exists()
     assert len(list((out / "images").glob("*.png"))) == 2
+
+
+def test_batch_composes_against_the_webuis_embeddings_and_loras(tmp_path, local_server_url):
+    from newspicgen.cli import main
+    from style_presets.preset import LoraRef, StylePreset
+
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    mine = StylePreset(name="mine", prompt="ink, {prompt}", embeddings=["goodembed", "lostembed"],
+                       loras=[LoraRef(name="add_detail"), LoraRef(name="lost_lora")])
+    (presets / "mine.json").write_text(mine.to_json(), encoding="utf-8")
+    news = tmp_path / "news.jsonl"
+    news.write_text(json.dumps({"id": "a", "title": "熊猫", "content": "熊猫吃竹子。"}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    out = tmp_path / "out"
+    with FakeWebUI(loras=["add_detail"], embeddings=["goodembed"]) as webui:
+        code = main(["batch", str(news), "--out", str(out), "--server", local_server_url, "--preset", "mine",
+                     "--preset-dir", str(presets), "--webui", webui.url])
+        gets, payloads = list(webui.gets), list(webui.payloads)
+    assert code == 0
+    assert sorted(gets) == ["/sdapi/v1/embeddings", "/sdapi/v1/loras"]  # once per run, not per article
+    prompt = payloads[0]["prompt"]
+    assert "goodembed" in prompt and "<lora:add_detail:1>" in prompt
+    assert "lostembed" not in prompt and "lost_lora" not in prompt
+    record = json.loads((out / "prompts.jsonl").read_text(encoding="utf-8"))
+    assert any("'lostembed' is not loaded" in w for w in record["warnings"])
