@@ -56,6 +56,7 @@ from prompt_server.errors import (
     ServerUnreachable,
 )
 from prompt_server.instruction import EmptyNewsError
+from style_presets.availability import Availability
 from style_presets.store import PresetNotFound, PresetStore
 
 HELP = ("turn a JSONL/CSV file of articles into prompts (and pictures with --webui); "
@@ -168,6 +169,7 @@ class Batch:
     concurrency: int = 4
     seed: Optional[int] = None
     webui: Optional[WebUIClient] = None
+    available: Optional[Availability] = None  # the WebUI's LoRAs and embeddings (with --webui)
     skipped: int = 0
     bad_rows: List[BadRow] = field(default_factory=list)
     prior_attempts: Dict[str, int] = field(default_factory=dict)
@@ -205,6 +207,8 @@ class Batch:
             if batch.todo:  # everything done already needs no server
                 if webui is not None:  # first: a WebUI that is down would fail every article after its prompt
                     _probe(webui.check, _transient, retry)
+                    # once per run: compose drops what the WebUI lacks, splits embedding names in model text
+                    batch.available = webui.availability()
                 _probe(lambda: _health(client), _transient, retry)
         except OSError as exc:
             lock.release()
@@ -411,7 +415,7 @@ class Batch:
             return Failed(article, "prompt", exc)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:  # a broken preset fails this article, not the run
-            composed = self.pipeline.compose(picture_prompt, self.preset)
+            composed = self.pipeline.compose(picture_prompt, self.preset, available=self.available)
         except Exception as exc:
             return Failed(article, "compose", exc)
         record = {"id": article.id, "picture_prompt": picture_prompt.to_dict(), "preset": composed.preset,

@@ -20,8 +20,10 @@ import requests
 from prompt_server.client import error_text
 from prompt_server.errors import one_line, redact_url
 from prompt_server.files import atomic_write
+from style_presets.availability import Availability
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LIST_TIMEOUT_S = 30.0  # the LoRA / embedding lists come from memory; txt2img gets --webui-timeout
 
 
 class WebUIError(Exception):
@@ -76,6 +78,25 @@ class WebUIClient:
         if response.status_code >= 500:
             raise WebUIError(f"WebUI at {self.base_url} is not ready (HTTP {response.status_code}); "
                              "wait until it has loaded, then rerun", transient=True)
+
+    def availability(self) -> Availability:
+        """The LoRAs and embeddings the WebUI has: GET /sdapi/v1/loras and /sdapi/v1/embeddings."""
+        loras, embeddings = self._get_json("/sdapi/v1/loras"), self._get_json("/sdapi/v1/embeddings")
+        try:
+            return Availability.from_webui(loras, embeddings)
+        except ValueError as exc:
+            raise WebUIError(f"WebUI at {self.base_url} answered an unexpected list: {exc}") from None
+
+    def _get_json(self, path: str) -> Any:
+        response = self._call("GET", path, LIST_TIMEOUT_S)
+        if response.status_code != 200:
+            raise WebUIError(f"WebUI at {self.base_url} answered {path} with HTTP {response.status_code}; "
+                             "start the WebUI with --api", transient=response.status_code >= 500)
+        try:
+            return response.json()
+        except (ValueError, RecursionError):
+            raise WebUIError(f"WebUI at {self.base_url} answered {path} with something that is not "
+                             "JSON; is that URL the WebUI?") from None
 
     def txt2img(self, payload: Dict[str, Any]) -> Picture:
         response = self._call("POST", "/sdapi/v1/txt2img", self.timeout, json=payload)

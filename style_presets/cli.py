@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Dict, List, NoReturn, Optional
 
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embeddings", help="the WebUI's /sdapi/v1/embeddings JSON: names found in the "
                                         "text become embedding references")
     p.add_argument("--overwrite", action="store_true", help="replace presets of the same name")
+    p.add_argument("--replace-builtins", action="store_true",
+                   help="let imported styles named like built-in presets replace them")
     p.add_argument("file")
     p.set_defaults(run=cmd_import)
     for command in sub.choices.values():  # also accepted after the command name
@@ -207,6 +210,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise CliError(f"{args.file} holds several styles named {', '.join(duplicates)}; rename them first")
+    shadowed = [p.name for p in presets if p.name in target.builtin_names()]
+    if shadowed and not args.replace_builtins:
+        # An exported styles.csv holds the built-ins: importing it back would hide them all
+        # behind copies in another family, and the per-type defaults would be gone.
+        raise CliError(f"{args.file} has {len(shadowed)} styles named like built-in presets "
+                       f"({', '.join(shadowed[:3])}{', ...' if len(shadowed) > 3 else ''}); they would "
+                       "replace the built-ins: rename those rows, or pass --replace-builtins if you mean it")
     taken = [p.name for p in presets if p.name in target.user_names()]
     if taken and not args.overwrite:
         raise CliError(f"{args.into} already has {', '.join(taken)}; pass --overwrite to replace "
@@ -220,7 +230,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
+    except BrokenPipeError:  # `... list | head`: the reader has all it wants
+        # Point stdout at devnull so the interpreter's own flush at exit stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a program killed by SIGPIPE would
     except pydantic.ValidationError as exc:  # a safety net; known cases are worded where they occur
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ()))

@@ -17,6 +17,14 @@ from style_presets.sanitize import neutralize
 
 SETTING_KEYS = tuple(field_names(Settings))
 _PLACEHOLDER = re.compile(r"\{(prompt|keyword)\}")
+# Joins that would glue (see fill_template): word to word forms AND / BREAK, `__x__` wildcards
+# and embedding names (\w covers letters of any script, digits and `_`); a `<` or `\` left of
+# model text would open a network tag or escape its first character.
+_WORD_END = re.compile(r"\w$")
+_WORD_START = re.compile(r"\w")
+_OPENS = re.compile(r"[<\\]$")
+_NUMBER_SLOT = re.compile(r":\s*[+\-.\d]*$")
+_NUMBER_START = re.compile(r"\s*[+\-.\d]")
 # A1111 1.10 modules/infotext_utils.py: values with these characters are JSON-quoted.
 _NEEDS_QUOTES = (",", "\n", ":")
 
@@ -95,7 +103,7 @@ def compose(picture_prompt: Union[PicturePrompt, Mapping[str, Any]], preset: Sty
     if available is not None:
         for key in values:
             values[key] = _split_embedding_names(values[key], available.embeddings, warnings)
-    positive = join_parts([_PLACEHOLDER.sub(lambda m: values[m.group(1)], preset.prompt),
+    positive = join_parts([fill_template(preset.prompt, values),
                            *embeddings, *(ref.tag() for ref in loras)])
     negative = join_parts([*negative_embeddings, preset.negative_prompt])
 
@@ -106,12 +114,44 @@ def compose(picture_prompt: Union[PicturePrompt, Mapping[str, Any]], preset: Sty
     return request
 
 
+def fill_template(template: str, values: Mapping[str, str]) -> str:
+    """The template with each placeholder replaced, every join with model text guarded.
+
+    Neutralising each value alone is not enough: syntax can straddle a join,
+    e.g. `{prompt}{keyword}` with "a cat BRE" + "AK dog" gives a live BREAK, and
+    `(subject: {prompt})` with "1.5" gives a weight. We guard the joins rather
+    than refuse such templates: refusing would need a list of every risky
+    template shape (and would break presets saved before), while a join has only
+    two sides to look at, whatever the template is.
+    """
+    pieces = _PLACEHOLDER.split(template)  # text, name, text, name, ..., text
+    out = pieces[0]
+    for index in range(1, len(pieces), 2):
+        out = _guarded_join(out, values[pieces[index]])
+        out = _guarded_join(out, pieces[index + 1])
+    return out
+
+
+def _guarded_join(left: str, right: str) -> str:
+    """left + right, with a separator where the two would glue into syntax."""
+    if not left or not right:
+        return left + right
+    if _NUMBER_SLOT.search(left) and _NUMBER_START.match(right):
+        return left + ", " + right  # ":" then a number is a weight / schedule step; spaces do not stop it
+    if _OPENS.search(left) or (_WORD_END.search(left) and _WORD_START.match(right)):
+        return left + " " + right
+    return left + right
+
+
 def _split_embedding_names(text: str, names: Any, warnings: List[str]) -> str:
     """Break installed embedding names in model text ("EasyNegative" -> "Easy Negative").
 
     A1111 loads a textual-inversion embedding wherever its name's tokens appear
     (the tokenizer lower-cases), so model text naming one would add it; a space
-    in the middle changes the tokens. Only names the WebUI has can fire.
+    in the middle changes the tokens. Only names the WebUI has can fire. CLIP's
+    tokenizer cuts words at digits, `_` and CJK characters, so "EasyNegative2",
+    "x_EasyNegative" and "中EasyNegative" fire too; only a Latin letter glued on
+    ("EasyNegatives") makes a different token run.
     """
     pattern, canonical = _embedding_pattern(frozenset(names))
     if pattern is None:
@@ -141,7 +181,8 @@ def _embedding_pattern(names: frozenset) -> tuple:
     usable = sorted((n for n in names if len(n) >= 2), key=len, reverse=True)
     if not usable:
         return None, {}
-    pattern = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, usable)) + r")(?!\w)", re.IGNORECASE)
+    # [a-z] under IGNORECASE: any Latin letter next to the name keeps it from firing.
+    pattern = re.compile(r"(?<![a-z])(" + "|".join(map(re.escape, usable)) + r")(?![a-z])", re.IGNORECASE)
     return pattern, {n.lower(): n for n in usable}
 
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from pathlib import Path
-from typing import Any, Iterable, List, Set, Union
+from typing import Any, Iterable, List, Set, Tuple, Union
 
 import pydantic
 
 from prompt_server.compat import describe_validation_error
 from style_presets.preset import ALL_TYPES, EXTRA_NETWORK_TAG, LoraRef, StylePreset
+from style_presets.reading import MAX_IMPORT_BYTES, ReadError, parse_json, read_text
 
 CSV_FIELDS = ("name", "prompt", "negative_prompt")
 _LORA_KINDS = ("lora", "lyco")  # A1111 1.10's Lora extension answers to both
@@ -61,17 +61,17 @@ def _write_rows(handle: Any, rows: List[dict]) -> None:
 def import_a1111_csv(path: Union[str, Path], *, family: str = "a1111-styles",
                      known_embeddings: Iterable[str] = ()) -> List[StylePreset]:
     """One preset per styles.csv row (rows whose name starts with # are dividers, skipped)."""
+    reader = csv.DictReader(io.StringIO(_read(path), newline=""), skipinitialspace=True)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.DictReader(handle, skipinitialspace=True)
-            fields = reader.fieldnames or []
-            if "name" not in fields or not ({"prompt", "text"} & set(fields)):
-                raise ImportFormatError(f"{path}: not an A1111 styles.csv; the header must be "
-                                        "name,prompt,negative_prompt (found: "
-                                        f"{','.join(fields) or 'nothing'})")
-            rows = list(reader)
-    except OSError as exc:
-        raise ImportFormatError(f"cannot read {path}: {exc.strerror}") from None
+        fields = reader.fieldnames or []
+        if "name" not in fields or not ({"prompt", "text"} & set(fields)):
+            raise ImportFormatError(f"{path}: not an A1111 styles.csv; the header must be "
+                                    "name,prompt,negative_prompt (found: "
+                                    f"{','.join(fields) or 'nothing'})")
+        rows = list(reader)
+    except csv.Error as exc:  # a field over csv.field_size_limit(), a NUL byte; DictReader.line_num lags
+        raise ImportFormatError(f"{path}: line {reader.reader.line_num}: {exc}; fix or shorten that "
+                                "style (A1111 cannot read it either)") from None
     known = set(known_embeddings)
     presets = []
     for number, row in enumerate(rows, start=2):
@@ -88,24 +88,40 @@ def import_fooocus(path: Union[str, Path], *, family: str = "fooocus",
                    known_embeddings: Iterable[str] = ()) -> List[StylePreset]:
     """Fooocus sdxl_styles JSON: [{"name", "prompt", "negative_prompt"}, ...]."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except OSError as exc:
-        raise ImportFormatError(f"cannot read {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ImportFormatError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        data = parse_json(_read(path))
+    except ReadError as exc:
+        raise ImportFormatError(f"{path}: {exc}") from None
     if not isinstance(data, list):
         raise ImportFormatError(f"{path}: a Fooocus style file is a JSON list of "
                                 '{"name", "prompt", "negative_prompt"} objects')
     known = set(known_embeddings)
     presets = []
     for index, item in enumerate(data):
-        if not isinstance(item, dict) or not str(item.get("name", "")).strip():
-            raise ImportFormatError(f"{path}: item {index} has no \"name\"; each style needs "
-                                    "name, prompt and negative_prompt")
-        presets.append(_preset_from_style(str(item["name"]).strip(), str(item.get("prompt") or ""),
-                                          str(item.get("negative_prompt") or ""), family, known,
-                                          f"{path}: item {index}"))
+        name, prompt, negative = _fooocus_texts(item, f"{path}: item {index}")
+        presets.append(_preset_from_style(name, prompt, negative, family, known, f"{path}: item {index}"))
     return presets
+
+
+def _fooocus_texts(item: Any, where: str) -> Tuple[str, str, str]:
+    """(name, prompt, negative_prompt), refusing what is not text instead of str()-ing it."""
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
+        raise ImportFormatError(f"{where} has no \"name\" text; each style needs "
+                                "name, prompt and negative_prompt")
+    texts = []
+    for key in ("prompt", "negative_prompt"):
+        value = item.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ImportFormatError(f"{where} ({item['name']!r}): \"{key}\" is a {type(value).__name__}, "
+                                    "not text; write it as a JSON string")
+        texts.append(value or "")
+    return item["name"].strip(), texts[0], texts[1]
+
+
+def _read(path: Union[str, Path]) -> str:
+    try:
+        return read_text(path, MAX_IMPORT_BYTES)
+    except ReadError as exc:
+        raise ImportFormatError(f"{path}: {exc}") from None
 
 
 def preset_name(style_name: str) -> str:

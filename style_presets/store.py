@@ -8,7 +8,6 @@ the old one as NAME.json.bak.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from prompt_server.defaults import ENV_PRESET_DIR
 from prompt_server.files import atomic_write
 from prompt_server.schema import PictureType
 from style_presets.preset import StylePreset
+from style_presets.reading import MAX_PRESET_BYTES, ReadError, parse_json, read_text
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 DEFAULT_FAMILY = "newspicgen-comic"
@@ -67,12 +67,9 @@ class PresetError(ValueError):
 def read_preset(path: Path) -> Tuple[Optional[StylePreset], List[PresetLoadError]]:
     """Load one file; on failure return the reasons instead of raising."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except OSError as exc:
-        return None, [PresetLoadError(path, "(file)", f"cannot read: {exc.strerror}")]
-    except json.JSONDecodeError as exc:
-        return None, [PresetLoadError(path, "(file)", f"not valid JSON: {exc.msg} at line "
-                                                      f"{exc.lineno} column {exc.colno}")]
+        data = parse_json(read_text(path, MAX_PRESET_BYTES))
+    except ReadError as exc:
+        return None, [PresetLoadError(path, "(file)", str(exc))]
     if not isinstance(data, dict):
         return None, [PresetLoadError(path, "(file)", "must hold one JSON object (one preset per file)")]
     try:
@@ -139,6 +136,9 @@ class PresetStore:
         """True when `name` is a built-in not overridden by a user preset."""
         return name in self._builtin and name not in self._user
 
+    def builtin_names(self) -> List[str]:
+        return sorted(self._builtin, key=str.lower)
+
     def user_names(self) -> List[str]:
         return sorted(self._user, key=str.lower)
 
@@ -188,7 +188,7 @@ class PresetStore:
             raise PresetError(f"preset not saved, nothing changed on disk: {reasons}") from None
         target = self.user_path(preset.name)
         self.user_dir.mkdir(parents=True, exist_ok=True)
-        if target.exists():
+        if target.is_file():  # not a FIFO or device left under the name: reading one would block
             atomic_write(target.with_name(target.name + ".bak"), target.read_bytes())
         atomic_write(target, preset.to_json().encode("utf-8"))
         self._user[preset.name] = preset

@@ -54,8 +54,10 @@ def png_text_chunks(png: bytes) -> dict:
 class FakeWebUI(LoopbackServer):
     """Loopback stand-in for `webui.sh --api [--api-auth user:pass]`."""
 
-    def __init__(self, auth=None, fail_prompts_with=None, delay=0.05):
+    def __init__(self, auth=None, fail_prompts_with=None, delay=0.05, loras=(), embeddings=()):
         super().__init__(_FakeWebUIHandler)
+        self.loras, self.embeddings = list(loras), list(embeddings)  # what GET /sdapi/v1/... lists
+        self.gets = []
         self.auth = auth
         self.fail_prompts_with = fail_prompts_with  # a word: prompts containing it get HTTP 500
         self.delay = delay
@@ -81,23 +83,28 @@ class _FakeWebUIHandler(BaseHTTPRequestHandler):
 
     def _authorized(self) -> bool:
         expected = "Basic " + base64.b64encode(self.server.auth.encode()).decode() if self.server.auth else None
-        if expected and self.headers.get("Authorization") != expected:
-            self._send(401, {"detail": "Incorrect username or password"})
-            return False
-        return True
+        return expected is None or self.headers.get("Authorization") == expected
 
     def do_GET(self):
-        if not self.path.startswith("/sdapi/v1/progress"):
-            return self._send(404, {"detail": "Not Found"})
-        if self._authorized():
-            self._send(200, {"progress": 0.0, "eta_relative": 0.0, "state": {}, "current_image": None})
+        self.server.gets.append(self.path)
+        if not self._authorized():
+            return self._send(401, {"detail": "Incorrect username or password"})
+        if self.path.startswith("/sdapi/v1/progress"):
+            return self._send(200, {"progress": 0.0, "eta_relative": 0.0, "state": {}, "current_image": None})
+        if self.path == "/sdapi/v1/loras":
+            return self._send(200, [{"name": n, "alias": n, "path": f"/m/{n}.safetensors", "metadata": {}}
+                                    for n in self.server.loras])
+        if self.path == "/sdapi/v1/embeddings":
+            return self._send(200, {"loaded": {n: {"step": None, "shape": 768, "vectors": 1}
+                                               for n in self.server.embeddings}, "skipped": {}})
+        self._send(404, {"detail": "Not Found"})
 
     def do_POST(self):
         payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path != "/sdapi/v1/txt2img":
             return self._send(404, {"detail": "Not Found"})
         if not self._authorized():
-            return None
+            return self._send(401, {"detail": "Incorrect username or password"})
         with self.server.lock:
             self.server.in_flight += 1
             self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
@@ -166,6 +173,16 @@ def test_auth_must_be_user_colon_password():
     assert parse_auth(None) is None
     with pytest.raises(ValueError, match="user:password"):
         parse_auth("justauser")
+
+
+def test_availability_reads_the_webuis_lists():
+    with FakeWebUI(auth="u:p", loras=["add_detail"], embeddings=["EasyNegative"]) as webui:
+        available = WebUIClient(webui.url, auth="u:p").availability()
+        with pytest.raises(WebUIError, match="--webui-auth"):
+            WebUIClient(webui.url, auth="u:wrong").availability()
+        with pytest.raises(WebUIError, match=r"has no /sdapi/v1/loras \(HTTP 404\); start the WebUI with --api"):
+            WebUIClient(webui.url + "/nothing-here", auth="u:p").availability()
+    assert available.loras == {"add_detail"} and available.embeddings == {"EasyNegative"}
 
 
 # ------------------------------------------------------------ the batch command
@@ -243,3 +260,30 @@ def test_webui_errors_never_show_the_password_of_the_webui_url():
     with pytest.raises(WebUIError) as info:
         client.txt2img({"prompt": "x"})
     assert "hunter2" not in str(info.value) and "bob:***@127.0.0.1" in str(info.value)
+
+
+def test_batch_composes_against_the_webuis_embeddings_and_loras(tmp_path, local_server_url):
+    from newspicgen.cli import main
+    from style_presets.preset import LoraRef, StylePreset
+
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    mine = StylePreset(name="mine", prompt="ink, {prompt}", embeddings=["goodembed", "lostembed"],
+                       loras=[LoraRef(name="add_detail"), LoraRef(name="lost_lora")])
+    (presets / "mine.json").write_text(mine.to_json(), encoding="utf-8")
+    news = tmp_path / "news.jsonl"
+    news.write_text(json.dumps({"id": "a", "title": "熊猫", "content": "熊猫吃竹子。"}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    out = tmp_path / "out"
+    with FakeWebUI(loras=["add_detail"], embeddings=["goodembed"]) as webui:
+        code = main(["batch", str(news), "--out", str(out), "--server", local_server_url, "--preset", "mine",
+                     "--preset-dir", str(presets), "--webui", webui.url])
+        gets, payloads = list(webui.gets), list(webui.payloads)
+    assert code == 0
+    lists = sorted(g for g in gets if not g.startswith("/sdapi/v1/progress"))
+    assert lists == ["/sdapi/v1/embeddings", "/sdapi/v1/loras"]  # once per run, not per article
+    prompt = payloads[0]["prompt"]
+    assert "goodembed" in prompt and "<lora:add_detail:1>" in prompt
+    assert "lostembed" not in prompt and "lost_lora" not in prompt
+    record = json.loads((out / "prompts.jsonl").read_text(encoding="utf-8"))
+    assert any("'lostembed' is not loaded" in w for w in record["warnings"])

@@ -143,11 +143,34 @@ def test_export_then_import_into_empty_folder_gives_one_preset_per_row(run, tmp_
     assert run("export", "--format", "a1111-csv", out).returncode == 0
     rows = out.read_text(encoding="utf-8-sig").strip().splitlines()[1:]
     into = tmp_path / "imported"
-    result = run("import", "--format", "a1111-csv", out, "--into", into)
+    result = run("import", "--format", "a1111-csv", out, "--into", into, "--replace-builtins")
     assert result.returncode == 0, result.stderr
     assert len(list(into.glob("*.json"))) == len(rows) == 20
-    again = run("import", "--format", "a1111-csv", out, "--into", into)
+    again = run("import", "--format", "a1111-csv", out, "--into", into, "--replace-builtins")
     assert again.returncode == 1 and "--overwrite" in again.stderr
+
+
+def test_import_of_exported_builtins_is_refused_without_replace_builtins(run, tmp_path):
+    out = tmp_path / "styles.csv"
+    assert run("export", "--format", "a1111-csv", out).returncode == 0
+    user = tmp_path / "user"  # the preset folder the run fixture points at
+    result = run("import", "--format", "a1111-csv", out, "--into", user)
+    assert result.returncode == 1
+    assert "named like built-in presets (" in result.stderr and "--replace-builtins" in result.stderr
+    assert not list(user.glob("*.json"))  # nothing written
+    composed = run("compose", "--type-default", stdin=json.dumps(PERSON))
+    assert composed.returncode == 0 and json.loads(composed.stdout)["preset"] == "newspicgen-comic-person"
+
+
+def test_list_into_a_closed_pipe_exits_quietly(tmp_path):
+    env = {**os.environ, "NEWSPICGEN_PRESET_DIR": str(tmp_path / "user"), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "style_presets", "list"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `| head` that has read enough: every write now fails with EPIPE
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=60) == 141
+    assert stderr == ""
 
 
 def test_import_fooocus_via_cli(run, tmp_path):

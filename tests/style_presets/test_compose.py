@@ -198,3 +198,12 @@ def test_preset_without_settings_still_gives_parsable_infotext():
 def test_lora_weight_formatting():
     assert LoraRef(name="add_detail", weight=1).tag() == "<lora:add_detail:1>"
     assert LoraRef(name="add_detail", weight=-0.6).tag() == "<lora:add_detail:-0.6>"
+
+
+@pytest.mark.parametrize("text", ["EasyNegative2 cat", "x_EasyNegative cat", "中EasyNegative 猫",
+                                  "cat,EasyNegative.", "easynegative_v2 cat"])
+def test_embedding_names_glued_to_digits_underscores_or_cjk_are_split(text):
+    request = compose(picture(text), StylePreset(name="plain"),
+                      available=Availability(set(), {"EasyNegative"}))
+    assert "easynegative" not in request.prompt.lower()
+    assert any("named the embedding 'EasyNegative'" in w for w in request.warnings)

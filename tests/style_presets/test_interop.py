@@ -90,3 +90,44 @@ def test_import_fooocus_wrong_shape(tmp_path):
     path.write_text(json.dumps([{"prompt": "{prompt}"}]), encoding="utf-8")
     with pytest.raises(ImportFormatError, match='item 0 has no "name"'):
         import_fooocus(path)
+
+
+def test_import_a1111_field_over_the_csv_limit_is_a_clear_error(tmp_path):
+    path = tmp_path / "styles.csv"
+    path.write_text("name,prompt,negative_prompt\nok,{prompt} ink,\nlong," + "x" * (csv.field_size_limit() + 1)
+                    + ",\n", encoding="utf-8")
+    with pytest.raises(ImportFormatError, match=r"styles\.csv: line 3: field larger than field limit"):
+        import_a1111_csv(path)
+
+
+def test_import_a1111_legacy_encoding_is_refused_by_name(tmp_path):
+    path = tmp_path / "styles.csv"
+    path.write_bytes("name,prompt,negative_prompt\n水墨,{prompt} 水墨画,\n".encode("gbk"))
+    with pytest.raises(ImportFormatError, match=r"styles\.csv: not UTF-8 .*re-save it as UTF-8"):
+        import_a1111_csv(path)
+
+
+def test_import_fooocus_deep_nesting_is_a_clear_error(tmp_path):
+    path = tmp_path / "styles.json"
+    path.write_text("[" * 200_000, encoding="utf-8")
+    with pytest.raises(ImportFormatError, match=r"styles\.json: JSON nested too deeply"):
+        import_fooocus(path)
+
+
+@pytest.mark.parametrize("item, field, kind", [
+    ({"name": "a", "prompt": ["{prompt}", "ink"]}, "prompt", "list"),
+    ({"name": "a", "negative_prompt": {"text": "blurry"}}, "negative_prompt", "dict"),
+    ({"name": "a", "prompt": 7}, "prompt", "int"),
+])
+def test_import_fooocus_refuses_values_that_are_not_text(tmp_path, item, field, kind):
+    path = tmp_path / "styles.json"
+    path.write_text(json.dumps([item]), encoding="utf-8")
+    with pytest.raises(ImportFormatError, match=f"item 0 \\('a'\\): \"{field}\" is a {kind}, not text"):
+        import_fooocus(path)
+
+
+def test_import_fooocus_name_must_be_text(tmp_path):
+    path = tmp_path / "styles.json"
+    path.write_text(json.dumps([{"name": ["x"], "prompt": "{prompt}"}]), encoding="utf-8")
+    with pytest.raises(ImportFormatError, match='item 0 has no "name" text'):
+        import_fooocus(path)

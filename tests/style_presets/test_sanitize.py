@@ -7,11 +7,14 @@ their documented syntax and is written here, not copied from them.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prompt_server.schema import PicturePrompt
+from style_presets.availability import Availability
 from style_presets.compose import compose
 from style_presets.preset import LoraRef, StylePreset
 from style_presets.sanitize import neutralize
@@ -137,3 +140,84 @@ def test_compose_adds_only_the_presets_syntax(text, keyword):
     expected = live_syntax(template_only) + ["net:<lora:add_detail:0.5>", "<", ">"]
     assert sorted(live_syntax(request.prompt)) == sorted(expected)
     assert EXTRA_NET.findall(request.prompt) == [("lora", "add_detail:0.5")]
+
+
+# -- the composed prompt as a whole: model text next to any template text ---------------
+def picture_prompt(text: str, keyword: str = "k") -> PicturePrompt:
+    return PicturePrompt(ch_keyword="k", ch_prompt="p", en_keyword=keyword.strip()[:64] or "k",
+                         en_prompt=text.strip()[:400] or "p", type="2")
+
+
+@pytest.mark.parametrize("template, text, keyword, live", [
+    ("{prompt}{keyword}", "a cat BRE", "AK dog", "BREAK"),
+    ("{prompt}{keyword}", "a cat AN", "D dog", "AND"),
+    ("_{prompt}{keyword}_", "__wild_", "card__", "__wild_card__"),
+    ("BRE{prompt}", "AK", "k", "BREAK"),
+    ("<{prompt}>", "lora:evil:x", "k", "<lora:evil:x>"),
+])
+def test_model_text_cannot_glue_into_syntax_across_a_join(template, text, keyword, live):
+    preset = StylePreset(name="t", prompt=template)
+    naive = preset.prompt.replace("{prompt}", neutralize(text)).replace("{keyword}", neutralize(keyword))
+    assert live in naive  # what placeholder-by-placeholder neutralising gave
+    prompt = compose(picture_prompt(text, keyword), preset).prompt
+    assert live not in prompt
+    template_alone = template.replace("{prompt}", "").replace("{keyword}", "")
+    assert not Counter(live_syntax(prompt)) - Counter(live_syntax(template_alone))
+
+
+@pytest.mark.parametrize("template, text, expected", [
+    ("subject: {prompt}", "2024", "subject: , 2024"),  # a style wrapping it in ( ) would weigh 2024
+    ("(subject: {prompt})", "1.5", "(subject: , 1.5)"),
+    ("[cat:dog:{prompt}]", "0.5", "[cat:dog:, 0.5]"),
+    ("(x:1.{prompt})", "5", "(x:1., 5)"),
+    ("({prompt} 1.5)", "cat:", "(cat:,  1.5)"),
+    ("(subject: {prompt})", "2024 rally", "(subject: , 2024 rally)"),
+])
+def test_model_text_never_puts_a_number_after_a_colon(template, text, expected):
+    prompt = compose(picture_prompt(text), StylePreset(name="t", prompt=template)).prompt
+    assert prompt == expected
+    assert not [token for token in live_syntax(prompt) if token.startswith("number")]
+
+
+def test_a_backslash_in_the_template_cannot_unescape_model_brackets():
+    prompt = compose(picture_prompt("(masterpiece)"), StylePreset(name="t", prompt="art \\{prompt}")).prompt
+    assert "(" in prompt and live_syntax(prompt) == []
+
+
+def test_plain_templates_are_filled_unchanged():
+    preset = StylePreset(name="t", prompt="comic, {prompt} , vibrant, {keyword}: hero")
+    prompt = compose(picture_prompt("a red panda", "panda"), preset).prompt
+    assert prompt == "comic, a red panda , vibrant, panda: hero"
+
+
+EMBEDDING = re.compile(r"(?<![a-z])easynegative(?![a-z])", re.IGNORECASE)  # what fires in A1111
+COLON_NUMBER = re.compile(r":\s*[+\-.\d]")
+TEMPLATE_PIECES = ["{prompt}", "{keyword}", "BRE", "AK", "AN", "D", "_", "__", ":", ": ", "(", ")",
+                   "[", "]", "<", ">", "\\", "1.5", "0.", "subject", ", ", " ", "Easy", "Negative",
+                   "中", "2", "x", "|", "{", "}"]
+MODEL_PIECES = ["BRE", "AK", "AN", "D", "_", "__", "wild", "card", "2024", "1.5", ".5", "-", ":",
+                "Easy", "Negative", "EasyNegative", "中", "lora:evil:x", "(", ")", "\\", " ", "x"]
+templates = st.lists(st.sampled_from(TEMPLATE_PIECES), min_size=1, max_size=12).map("".join)
+adversarial_text = st.one_of(model_text, st.lists(st.sampled_from(MODEL_PIECES), max_size=12).map("".join))
+
+
+def syntax_and_triggers(text: str) -> list:
+    return (live_syntax(text) + ["colon-number"] * len(COLON_NUMBER.findall(text))
+            + ["embedding"] * len(EMBEDDING.findall(text)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(templates, adversarial_text, adversarial_text)
+def test_composed_prompt_carries_no_syntax_from_model_text(template, text, keyword):
+    if "{prompt}" not in template:
+        template += "{prompt}"
+    try:
+        preset = StylePreset(name="t", prompt=template)
+    except ValueError:  # pydantic's ValidationError: e.g. a tag written into the template
+        return
+    request = compose(picture_prompt(text, keyword), preset,
+                      available=Availability(set(), {"EasyNegative"}))
+    # The template's own syntax, with model text as a mere separator (it may un-glue template words).
+    template_alone = template.replace("{prompt}", " ").replace("{keyword}", " ")
+    extra = Counter(syntax_and_triggers(request.prompt)) - Counter(syntax_and_triggers(template_alone))
+    assert not extra, (request.prompt, extra)

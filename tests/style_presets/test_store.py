@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -201,3 +203,60 @@ def test_preset_folder_that_is_a_file_is_reported(tmp_path):
     assert [str(e) for e in store.errors] == [f"{tmp_path / 'presets'}: (folder): is a file, not a folder; "
                                               "point the preset folder setting at a directory"]
     assert "newspicgen-comic-person" in store.names()
+
+
+# -- one bad file never takes the others down --------------------------------------
+def _load_in_thread(user_dir: Path) -> PresetStore:
+    """Build the store in a thread so a read that blocks (a FIFO) fails the test, not hangs it."""
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.setdefault("store", PresetStore(user_dir)), daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    assert "store" in result, "loading the presets blocked"
+    return result["store"]
+
+
+def _errors_by_file(store: PresetStore) -> dict:
+    return {Path(e.path).name: e.message for e in store.errors}
+
+
+def test_legacy_encodings_nesting_and_huge_files_are_reported_and_the_rest_loads(tmp_path):
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "good.json").write_text(StylePreset(name="good").to_json(), encoding="utf-8")
+    (user / "gbk.json").write_bytes(StylePreset(name="gbk", description="水墨画").to_json().encode("gbk"))
+    (user / "latin.json").write_bytes(StylePreset(name="latin", description="café").to_json()
+                                      .encode("latin-1"))
+    (user / "deep.json").write_text("[" * 200_000, encoding="utf-8")
+    huge = StylePreset(name="huge", description="x" * (2 << 20))
+    (user / "huge.json").write_text(huge.to_json(), encoding="utf-8")
+    store = PresetStore(user)
+    assert "good" in store.names()
+    assert not {"gbk", "latin", "deep", "huge"} & set(store.names())
+    errors = _errors_by_file(store)
+    assert errors["gbk.json"].startswith("not UTF-8 (byte 0x") and "re-save it as UTF-8" in errors["gbk.json"]
+    assert errors["latin.json"].startswith("not UTF-8")
+    assert errors["deep.json"].startswith("JSON nested too deeply")
+    assert errors["huge.json"].startswith("larger than 1 MiB")
+    assert all(str(user) in str(e) for e in store.errors)  # each names its file
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need POSIX")
+def test_fifo_and_symlink_to_a_device_are_refused_without_blocking(tmp_path):
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "good.json").write_text(StylePreset(name="good").to_json(), encoding="utf-8")
+    fifo = user / "pipe.json"
+    os.mkfifo(fifo)
+    (user / "null.json").symlink_to(os.devnull)
+    try:
+        store = _load_in_thread(user)
+    finally:  # unblock a reader stuck in open() (the code before the fix)
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    assert store.names().count("good") == 1
+    errors = _errors_by_file(store)
+    assert errors["pipe.json"] == "not a regular file (a named pipe); remove it or replace it with a real file"
+    assert errors["null.json"].startswith("not a regular file (a device)")
