@@ -8,8 +8,8 @@ local engine is imported inside run_local().
 from __future__ import annotations
 
 import argparse
-import os
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
