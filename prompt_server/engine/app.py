@@ -14,14 +14,14 @@ import contextlib
 import json
 import time
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from .constraint import GrammarError
-from .generator import GenerationError, GenerationRequest, Sequence
+from .generator import GenerationError, GenerationRequest, GenerationResult, Sequence
 from .guards import read_body
 from .protocol import ChatCompletionRequest, RequestError, parse_request
 from .scheduler import QueueFull, Scheduler
@@ -172,8 +172,9 @@ async def _client_gone(request: Request) -> None:
 async def _complete(service: EngineService, request: Request, streams: List[Stream], model: str) -> Response:
     done = asyncio.gather(*(_wait_finished(s) for s in streams))
     gone = asyncio.ensure_future(_client_gone(request))
+    either: Set[asyncio.Future[Any]] = {done, gone}
     try:
-        await asyncio.wait({done, gone}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
     if not done.done():  # nobody to answer: free the batch slots
@@ -182,10 +183,14 @@ async def _complete(service: EngineService, request: Request, streams: List[Stre
         with contextlib.suppress(asyncio.CancelledError):
             await done  # retrieved, so asyncio logs nothing
         return Response(status_code=499)
+    results: List[GenerationResult] = []
     for stream in streams:
-        if stream.seq.error is not None:
-            raise RequestError(f"generation failed: {stream.seq.error}", 500, "InternalServerError")
-    results = [s.seq.result for s in streams]
+        seq = stream.seq
+        assert seq is not None  # every stream was submitted before the request got here
+        if seq.error is not None:
+            raise RequestError(f"generation failed: {seq.error}", 500, "InternalServerError")
+        assert seq.result is not None  # finished without an error: Generator.finish set the result
+        results.append(seq.result)
     prompt_tokens = results[0].prompt_tokens
     completion = sum(r.completion_tokens for r in results)
     return JSONResponse({
@@ -218,6 +223,7 @@ async def _sse(service: EngineService, streams: List[Stream], model: str, parsed
             while True:
                 event = await stream.events.get()
                 seq = stream.seq
+                assert seq is not None  # submitted before the response started
                 if event == "finish" and seq.error is not None:
                     yield _sse_line(RequestError(f"generation failed: {seq.error}", 500,
                                                  "InternalServerError").payload())
@@ -229,10 +235,11 @@ async def _sse(service: EngineService, streams: List[Stream], model: str, parsed
                     yield chunk(stream.index, {"content": text[len(sent):]})
                     sent = text
                 if event == "finish":
+                    assert seq.result is not None  # finished without an error: Generator.finish set the result
                     yield chunk(stream.index, {}, seq.result.finish_reason)
                     break
         if parsed.stream_options is not None and parsed.stream_options.include_usage:
-            results = [s.seq.result for s in streams if s.seq.result is not None]
+            results = [s.seq.result for s in streams if s.seq is not None and s.seq.result is not None]
             prompt = results[0].prompt_tokens if results else 0
             completion = sum(r.completion_tokens for r in results)
             yield _sse_line({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,

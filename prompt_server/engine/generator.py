@@ -24,7 +24,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import llguidance
 import torch
@@ -125,7 +125,7 @@ class Generator:
         """Decode `requests` together to completion; on_finish(i, result) as soon as request i is done."""
         if not 0 < len(requests) <= self.max_batch_size:
             raise ValueError(f"batch of {len(requests)} requests; allowed 1..{self.max_batch_size}")
-        index = {}
+        index: Dict[int, int] = {}
 
         def finished(seq: Sequence) -> None:
             if on_finish is not None and seq.result is not None:
@@ -137,10 +137,13 @@ class Generator:
         while new or batch.seqs:
             self.step(batch, new)
             new = []
+        results: List[GenerationResult] = []
         for seq in seqs:
             if seq.error is not None:
                 raise seq.error
-        return [s.result for s in seqs]
+            assert seq.result is not None  # step() ran until every sequence has a result or an error
+            results.append(seq.result)
+        return results
 
     # ---- one step of continuous batching --------------------------------------------------
 
@@ -185,8 +188,10 @@ class Generator:
         device = self.loaded.device
         # the grammar masks for this step are computed while the model runs
         pending = self._mask_thread.submit(self.masks.fill, [s.matcher for s in batch.seqs])
-        batch.attention = torch.cat([batch.attention, batch.attention.new_ones((len(batch), 1))], dim=1)
-        batch.last_pos = batch.last_pos + 1
+        attention, last_pos = batch.attention, batch.last_pos
+        assert attention is not None and last_pos is not None  # a batch with rows has both (kv_cache.merge)
+        batch.attention = torch.cat([attention, attention.new_ones((len(batch), 1))], dim=1)
+        batch.last_pos = last_pos + 1
         tokens = torch.tensor([s.tokens[-1] for s in batch.seqs], device=device)[:, None]
         try:
             out = self.loaded.model(input_ids=tokens, attention_mask=batch.attention,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from typing import Optional
+from typing import List, Optional
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -52,6 +52,7 @@ class Guard:
 
     def _authorized(self, headers) -> bool:
         given = headers.get(b"authorization", b"")
+        assert self.api_key is not None  # only called when a key is set
         return hmac.compare_digest(given, b"Bearer " + self.api_key)  # constant time
 
 
@@ -62,7 +63,8 @@ def too_large(size: int, limit: int) -> RequestError:
 
 async def read_body(request, *, limit: int, timeout: float) -> bytes:
     """The whole body, at most `limit` bytes, each chunk within `timeout` seconds; RequestError otherwise."""
-    chunks, size = [], 0
+    chunks: List[bytes] = []
+    size = 0
     stream = request.stream().__aiter__()
     while True:
         try:
@@ -82,6 +84,7 @@ class HeaderTimeoutH11(H11Protocol):
     """uvicorn's h11 protocol, closing connections that do not send a request's headers in time."""
 
     header_timeout = 10.0
+    _header_timer: Optional[asyncio.TimerHandle]
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)

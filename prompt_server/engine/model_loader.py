@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -18,7 +18,7 @@ class ModelLoadError(RuntimeError):
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
-    tokenizer: object          # a PreTrainedTokenizerFast
+    tokenizer: Any             # a transformers PreTrainedTokenizerFast
     path: str                  # what was loaded (local folder or hub id)
     device: torch.device
     eos_ids: List[int]         # generation stops on any of these
@@ -87,7 +87,9 @@ def load_model(model: str, *, source: str = "auto", device: str = "auto", dtype:
         raise ModelLoadError(
             f"cannot load model {model!r}: {str(exc).splitlines()[0]} "
             f"(pass a local folder, a Hugging Face id, or modelscope:ID)") from None
-    lm.to(dev).eval()
+    # transformers decorates PreTrainedModel.to with @wraps(nn.Module.to), so mypy sees the unbound
+    # signature (the device passed where `self` goes); the call itself is ordinary nn.Module.to
+    lm.to(dev).eval()  # type: ignore[arg-type]
     vocab_size = lm.get_output_embeddings().weight.shape[0]  # before int8 replaces the head
     if quantize == "int8":
         from .quant import quantize_int8

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Union, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -59,9 +59,6 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-Finite = dict(allow_inf_nan=False)
-
-
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -70,8 +67,8 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: Optional[int] = Field(None, ge=1, strict=True)
     max_completion_tokens: Optional[int] = Field(None, ge=1, strict=True)
     min_tokens: int = Field(0, ge=0, strict=True)
-    temperature: float = Field(1.0, ge=0.0, le=MAX_TEMPERATURE, **Finite)
-    top_p: float = Field(1.0, gt=0.0, le=1.0, **Finite)
+    temperature: float = Field(1.0, ge=0.0, le=MAX_TEMPERATURE, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     seed: Optional[int] = Field(None, ge=SEED_MIN, le=SEED_MAX, strict=True)
     n: int = Field(1, ge=1, le=MAX_N, strict=True)
     stream: bool = False
@@ -81,10 +78,10 @@ class ChatCompletionRequest(BaseModel):
     ignore_eos: bool = False
     # accepted at their neutral values only (this engine does not implement them)
     top_k: int = Field(-1, ge=-1, strict=True)
-    min_p: float = Field(0.0, ge=0.0, le=1.0, **Finite)
-    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, **Finite)
-    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, **Finite)
-    repetition_penalty: float = Field(1.0, gt=0.0, le=2.0, **Finite)
+    min_p: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
+    repetition_penalty: float = Field(1.0, gt=0.0, le=2.0, allow_inf_nan=False)
     stop: Union[str, List[str], None] = None
     logprobs: bool = False
 
@@ -110,6 +107,11 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError(f"min_tokens={self.min_tokens} is larger than max_tokens={limit}")
         return self
 
+    @overload
+    def requested_max_tokens(self, default: int) -> int: ...
+    @overload
+    def requested_max_tokens(self, default: None) -> Optional[int]: ...
+
     def requested_max_tokens(self, default: Optional[int]) -> Optional[int]:
         return self.max_tokens or self.max_completion_tokens or default
 
@@ -118,6 +120,7 @@ class ChatCompletionRequest(BaseModel):
             return None
         if self.response_format.type == "json_object":
             return {"type": "object"}
+        assert self.response_format.json_schema is not None  # ResponseFormat._needs_schema
         return self.response_format.json_schema.schema_
 
 

@@ -13,6 +13,9 @@ from torch import nn
 
 
 class Int8Linear(nn.Module):
+    qweight: torch.Tensor  # buffers, registered in __init__
+    scale: torch.Tensor
+
     def __init__(self, linear: nn.Linear):
         super().__init__()
         weight = linear.weight.detach().float()
