@@ -68,5 +68,5 @@ def test_every_command_line_parses_with_sglangs_own_server_args(tmp_path, python
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     print(f"SGLang {report['version']} accepted {len(lines)} command lines")
-    assert [r["device"] for r in report["results"]] == ["cuda", "cpu", "cpu"]
+    assert [r["device"] for r in report["results"]] == [None, "cpu", "cpu"]  # on CUDA SGLang picks the GPU
     assert {r["grammar_backend"] for r in report["results"]} == {"llguidance"}
