@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -101,7 +102,10 @@ def sglang_command(*, model: str, host: str, port: int, device: str, context_len
         if backend:
             command += ["--attention-backend", backend]
     else:
-        command += ["--mem-fraction-static", str(mem_fraction)]
+        command += ["--mem-fraction-static", str(mem_fraction),
+                    # per-request seeds only count in this mode (a fixed seed repeats the prompt,
+                    # and with the always-on script the whole picture)
+                    "--enable-deterministic-inference"]
     if api_key:
         command += ["--api-key", api_key]
     return command + list(extra)
@@ -116,9 +120,13 @@ def sglang_environment(source: str, device: str, base: Optional[Dict[str, str]] 
     return env
 
 
-def router_command(*, python: str, host: str, port: int, worker_urls: Sequence[str]) -> List[str]:
-    return [python, "-m", "sglang_router.launch_router", "--host", host, "--port", str(port),
-            "--worker-urls", *worker_urls]
+def router_command(*, python: str, host: str, port: int, worker_urls: Sequence[str],
+                   api_key: Optional[str] = None) -> List[str]:
+    """SGLang's router: the one front door (it checks the key); round robin spreads short,
+    independent requests evenly, where the default cache-aware policy may pin them to one worker."""
+    command = [python, "-m", "sglang_router.launch_router", "--host", host, "--port", str(port),
+               "--policy", "round_robin", "--worker-urls", *worker_urls]
+    return command + (["--api-key", api_key] if api_key else [])
 
 
 def base_url(host: str, port: int) -> str:
@@ -163,15 +171,30 @@ class Children:
     once, through us (forward()).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, secret: Optional[str] = None) -> None:
         self.processes: List[subprocess.Popen] = []
         self.stopping = False
+        self.secret = secret
 
     def start(self, command: List[str], env: Dict[str, str]) -> subprocess.Popen:
-        process = subprocess.Popen(command, env=env, start_new_session=True)
-        print(f"started (pid {process.pid}): {masked(command)}", file=sys.stderr, flush=True)
+        # SGLang logs its whole ServerArgs, API key included: with a key, its output
+        # passes through us and the key is masked on the way
+        relay = bool(self.secret)
+        process = subprocess.Popen(command, env=env, start_new_session=True,
+                                   stdout=subprocess.PIPE if relay else None,
+                                   stderr=subprocess.STDOUT if relay else None,
+                                   text=relay, errors="replace" if relay else None)
         self.processes.append(process)
+        if relay:
+            threading.Thread(target=self._relay, args=(process,), daemon=True).start()
+        print(f"started (pid {process.pid}): {masked(command)}", file=sys.stderr, flush=True)
         return process
+
+    def _relay(self, process: subprocess.Popen) -> None:
+        assert process.stdout is not None and self.secret
+        for line in process.stdout:
+            sys.stderr.write(line.replace(self.secret, "***"))
+            sys.stderr.flush()
 
     def forward(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -207,27 +230,33 @@ def run(*, install: SGLangInstall, model: str, source: str, host: str, port: int
     if workers > 1 and not install.router:
         raise LaunchError(f"--workers {workers} needs SGLang's router in {install.python}: "
                           "pip install sglang-router there, or use --workers 1")
-    children = Children()
+    children = Children(secret=api_key)
     previous = {sig: signal.signal(sig, children.forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     env = sglang_environment(source, device)
     try:
-        worker_ports = [port] if workers == 1 else [free_port(host) for _ in range(workers)]
+        # behind the router, workers listen on loopback only and the router checks the key
+        worker_host = host if workers == 1 else DEFAULT_HOST
+        worker_ports = [port] if workers == 1 else [free_port(worker_host) for _ in range(workers)]
         for number, worker_port in enumerate(worker_ports, start=1):
             worker = children.start(sglang_command(
-                model=model, host=host, port=worker_port, device=device, context_length=context_length,
-                mem_fraction=mem_fraction, served_model_name=served_model_name, api_key=api_key,
-                python=install.python, extra=extra), env)
+                model=model, host=worker_host, port=worker_port, device=device, context_length=context_length,
+                mem_fraction=mem_fraction, served_model_name=served_model_name,
+                api_key=api_key if workers == 1 else None, python=install.python, extra=extra), env)
             if workers > 1:
-                print(f"worker {number}: {base_url(host, worker_port)} (pid {worker.pid})", file=sys.stderr,
+                print(f"worker {number}: {base_url(worker_host, worker_port)} (pid {worker.pid})", file=sys.stderr,
                       flush=True)
-        worker_urls = [base_url(host, p) for p in worker_ports]
+        worker_urls = [base_url(worker_host, p) for p in worker_ports]
         for url in worker_urls:
             wait_until_healthy(url, children.processes)
         router = None
         if workers > 1:
             router = children.start(router_command(python=install.python, host=host, port=port,
-                                                   worker_urls=worker_urls), env)
+                                                   worker_urls=worker_urls, api_key=api_key), env)
             wait_until_healthy(base_url(host, port), children.processes, what="SGLang's router", timeout=120)
+        if device == "cpu":
+            print("note: SGLang's CPU engine ignores per-request seeds (its deterministic mode needs a GPU "
+                  "attention backend); use --engine local where the same seed must give the same prompt",
+                  file=sys.stderr, flush=True)
         print(f"NewsPicGen prompt server (sglang {install.version}, {device}"
               + (f", {workers} workers behind the router" if workers > 1 else "")
               + f") ready at {base_url(host, port)}", flush=True)

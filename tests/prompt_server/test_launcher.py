@@ -28,7 +28,8 @@ def test_sglang_command_on_cuda_leaves_the_gpu_to_stable_diffusion():
     assert command == ["python", "-m", "sglang.launch_server", "--model-path", "blacker521/NewsPicGen",
                        "--host", "0.0.0.0", "--port", "30001", "--dtype", "bfloat16",
                        "--grammar-backend", "llguidance", "--served-model-name", "newspicgen",
-                       "--context-length", "4096", "--mem-fraction-static", "0.3"]
+                       "--context-length", "4096", "--mem-fraction-static", "0.3",
+                       "--enable-deterministic-inference"]
 
 
 def write_config(folder, hidden, heads):
@@ -84,6 +85,7 @@ def test_router_command_fronts_every_worker():
                                            worker_urls=["http://127.0.0.1:1", "http://127.0.0.1:2"])
     assert command[:3] == ["py", "-m", "sglang_router.launch_router"]
     assert command[command.index("--worker-urls") + 1:] == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+    assert command[command.index("--policy") + 1] == "round_robin"
 
 
 def test_cli_defaults_reach_the_command_line():

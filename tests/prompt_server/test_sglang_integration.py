@@ -85,10 +85,12 @@ def test_the_api_key_is_enforced(sglang):
     assert API_KEY not in sglang.text(), "the key never reaches the log (the command line is shown masked)"
 
 
-def test_the_same_seed_gives_the_same_answer(sglang):
+def test_seeds_on_sglangs_cpu_engine_are_not_promised_and_the_launcher_says_so(sglang):
+    # SGLang honours a request's seed only with --enable-deterministic-inference, which our
+    # CUDA command line sets (see test_sglang_args) and which its CPU engine refuses.
+    assert "SGLang's CPU engine ignores per-request seeds" in sglang.text()
     client = PromptClient(sglang.url, api_key=API_KEY)
-    first, second = client.generate(NEWS, seed=42), client.generate(NEWS, seed=42)
-    assert first == second
+    assert client.generate(NEWS, seed=42).en_prompt and client.generate(NEWS, seed=42).en_prompt
 
 
 def test_the_tabs_status_line_names_the_engine(sglang, tmp_path):
