@@ -17,6 +17,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Tuple
 
+from style_presets.compose import INFOTEXT_KEYWORD, INFOTEXT_PRESET, INFOTEXT_TYPE
+
+PROVENANCE_KEYS = (INFOTEXT_TYPE, INFOTEXT_KEYWORD, INFOTEXT_PRESET)
+
 UNTOUCHED: Mapping[str, Tuple[Any, ...]] = {
     "steps": (50, 20),
     "sampler_name": (None, "", "Euler", "DPM++ 2M"),
@@ -72,3 +76,55 @@ def apply_to_processing(p: Any, composed: Any, untouched: Mapping[str, Tuple[Any
         p.extra_generation_params = {}
     p.extra_generation_params.update(composed.provenance)
     return applied
+
+
+# The always-on script's positional args (API: "alwayson_scripts": {"newspicgen": {"args": [...]}}).
+# The last four are hidden in the UI: "Send to txt2img" pastes them from the infotext (the
+# script's infotext_fields), the /newspicgen/v1/txt2img route passes them, so a picture made
+# from a composed prompt carries its provenance even with the script disabled.
+SCRIPT_ARGS = ("enabled", "title", "content", "preset", "from_type", "from_keyword", "from_preset", "from_prompt")
+PROVENANCE_PROMPT = "Prompt"  # the infotext key of the prompt (what the WebUI's paste fills the prompt box from)
+
+
+def provenance_args(provenance: Mapping[str, str], prompt: str) -> list:
+    """Script args that only record `provenance` (the script stays disabled)."""
+    return [False, "", "", "", *(provenance.get(key, "") for key in PROVENANCE_KEYS), prompt]
+
+
+def apply_provenance(p: Any, values: Tuple[Any, ...], prompt: Any) -> bool:
+    """Add pasted/passed provenance to `p` when its prompt is still the composed one.
+
+    A user who rewrote the prompt after pasting made a different picture: no NewsPicGen fields then.
+    """
+    if not values or not all(isinstance(v, str) and v for v in values) or not isinstance(prompt, str):
+        return False
+    if not isinstance(p.prompt, str) or p.prompt.strip() != prompt.strip():
+        return False
+    if getattr(p, "extra_generation_params", None) is None:
+        p.extra_generation_params = {}
+    p.extra_generation_params.update(zip(PROVENANCE_KEYS, values, strict=True))
+    return True
+
+
+class NewsPicGenError(RuntimeError):
+    """The always-on script could not compose; the WebUI's API answers with status_code and detail."""
+
+    def __init__(self, message: str, status_code: int = 500):
+        super().__init__(message)
+        self.status_code = status_code  # read by the WebUI's API exception handler (vars(e))
+        self.detail = message
+
+
+def refuse_processing(p: Any, error: Exception) -> None:
+    """Make this generation fail with `error` instead of using the caller's own prompt.
+
+    A1111 1.10 and Forge catch and only log exceptions from every script hook
+    (before_process, process, ...), then generate anyway. `p.setup_prompts()` is the
+    first step of process_images_inner that nothing catches and that runs before any
+    sampling, so the error surfaces there: the API answers error.status_code, the UI
+    shows the message where the picture would be.
+    """
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise error
+
+    p.setup_prompts = refuse

@@ -11,11 +11,14 @@ from style_presets.availability import Availability
 
 from .api import Txt2ImgUnavailable, mount_routes
 from .config import NewsPicGenConfig
+from .rewrite import provenance_args
 from .settings import config_from_opts, register_settings
 from .webui_hooks import WebUIHooks
 
 TAB_TITLE = "NewsPicGen"
 TAB_ID = "newspicgen"
+# The always-on script's preset dropdowns of the UI being built (emptied on each scripts load).
+PRESET_DROPDOWNS: List[Any] = []
 
 
 def get_config() -> NewsPicGenConfig:
@@ -74,7 +77,8 @@ def warn(message: str) -> None:
 
 
 def hooks() -> WebUIHooks:
-    return WebUIHooks(available=available, register_paste=register_paste, warn=warn, in_webui=True)
+    return WebUIHooks(available=available, register_paste=register_paste, warn=warn, in_webui=True,
+                      preset_dropdowns=list(PRESET_DROPDOWNS))
 
 
 def _txt2img_endpoint(app: Any):
@@ -85,13 +89,21 @@ def _txt2img_endpoint(app: Any):
 
 
 def webui_txt2img(app: Any):
-    """A txt2img backend calling the WebUI's own Api.text2imgapi (its queue lock, its scripts)."""
+    """A txt2img backend calling the WebUI's own Api.text2imgapi (its queue lock, its scripts).
 
-    def run(payload: Dict[str, Any]) -> Dict[str, Any]:
+    The provenance travels as our always-on script's args (disabled: it only writes
+    the NewsPicGen infotext fields), beside any scripts the caller passed.
+    """
+
+    def run(payload: Dict[str, Any], provenance: Dict[str, str]) -> Dict[str, Any]:
         endpoint = _txt2img_endpoint(app)
         if endpoint is None:
             raise Txt2ImgUnavailable("the WebUI's txt2img API is not available; start the WebUI with --api")
         from modules.api import models
+        scripts = {k: v for k, v in dict(payload.get("alwayson_scripts") or {}).items()
+                   if str(k).lower() != "newspicgen"}
+        scripts["NewsPicGen"] = {"args": provenance_args(provenance, payload["prompt"])}
+        payload = {**payload, "alwayson_scripts": scripts}
         response = endpoint(models.StableDiffusionTxt2ImgProcessingAPI(**payload))
         return {"images": list(response.images or []), "info": response.info}
 
@@ -129,6 +141,7 @@ def on_ui_tabs():
 def register() -> None:
     """Called each time the WebUI (re)loads scripts/newspicgen.py; it cleared its callbacks before."""
     from modules import script_callbacks
+    PRESET_DROPDOWNS.clear()  # a "Reload UI" builds new components
     script_callbacks.on_ui_settings(register_settings)
     script_callbacks.on_ui_tabs(on_ui_tabs)
     script_callbacks.on_app_started(on_app_started)

@@ -69,7 +69,7 @@ def test_store_reads_the_configured_user_folder(tmp_path):
 
 def test_settings_section_and_defaults():
     specs = {spec["key"]: spec for spec in option_specs("/srv/webui")}
-    assert SECTION == ("newspicgen", "NewsPicGen")
+    assert SECTION == ("newspicgen", "NewsPicGen", "sd"), "listed under Stable Diffusion, not Uncategorized"
     assert set(specs) == {KEY_SERVER_URL, KEY_API_KEY, KEY_TIMEOUT, KEY_MODE, KEY_FAMILY, KEY_PRESET_DIR}
     assert specs[KEY_SERVER_URL]["default"] == "http://127.0.0.1:30000"
     assert specs[KEY_API_KEY]["kind"] == "password" and specs[KEY_API_KEY]["default"] == ""
@@ -99,3 +99,13 @@ def test_empty_settings_mean_defaults():
     config = config_from_opts(opts, environ={})
     assert (config.server_url, config.api_key, config.timeout, config.mode, config.family, config.preset_dir) == (
         DEFAULT_SERVER_URL, None, 120.0, "regex", None, None)
+
+
+def test_settings_page_says_which_values_the_environment_overrides():
+    plain = {spec["key"]: spec for spec in option_specs("/srv/webui", environ={})}
+    assert not any(spec.get("overridden") for spec in plain.values())
+    specs = {spec["key"]: spec for spec in option_specs("/srv/webui", environ={
+        "NEWSPICGEN_SERVER_URL": "http://gpu-box:30000", "NEWSPICGEN_API_KEY": "s3cret"})}
+    assert specs[KEY_SERVER_URL]["overridden"] and "in use: http://gpu-box:30000" in specs[KEY_SERVER_URL]["info"]
+    assert specs[KEY_API_KEY]["overridden"] and "s3cret" not in specs[KEY_API_KEY]["info"]
+    assert not specs[KEY_TIMEOUT].get("overridden")

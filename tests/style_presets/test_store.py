@@ -201,3 +201,14 @@ def test_preset_folder_that_is_a_file_is_reported(tmp_path):
     assert [str(e) for e in store.errors] == [f"{tmp_path / 'presets'}: (folder): is a file, not a folder; "
                                               "point the preset folder setting at a directory"]
     assert "newspicgen-comic-person" in store.names()
+
+
+def test_a_preset_dropped_into_the_user_folder_appears_on_refresh(tmp_path):
+    store = PresetStore(tmp_path)
+    assert not store.refresh(), "nothing changed on disk"
+    copy = store.get(store.names()[0]).copy_with(name="dropped in")
+    (tmp_path / "dropped in.json").write_text(copy.to_json(), encoding="utf-8")  # another process, by hand
+    assert "dropped in" not in store.names()
+    assert store.refresh() and "dropped in" in store.names()
+    (tmp_path / "dropped in.json").unlink()
+    assert store.refresh() and "dropped in" not in store.names()
