@@ -59,7 +59,7 @@ def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None) ->
     the page must not show one URL while requests go to another.
     """
     notes = env_notes(environ)
-    specs = [
+    specs: list[dict[str, Any]] = [
         dict(key=KEY_SERVER_URL, default=DEFAULT_SERVER_URL, label="Prompt server URL",
              info=f"SGLang or `python -m prompt_server serve`; "
                   f"the {ENV_SERVER_URL} environment variable overrides this"),
