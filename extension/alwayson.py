@@ -75,4 +75,4 @@ class NewsPicGenScript(scripts.Script):
             return
         for message in composed.warnings:
             print(f"NewsPicGen: {message}")
-        apply_to_processing(p, composed)
+        apply_to_processing(p, composed, webui.untouched(self.is_img2img))

@@ -8,7 +8,9 @@ size/seed apply only where the caller left the value A1111 uses when nobody
 chose one. "Untouched" means equal to the StableDiffusionProcessing default
 (steps 50, CFG 7, 512x512, seed -1, no sampler/scheduler), the API request's
 fallback (sampler "Euler" from `sampler_index`) or the stock txt2img UI's
-default (steps 20, sampler "DPM++ 2M", scheduler "Automatic"). A value equal
+default (steps 20, sampler "DPM++ 2M", scheduler "Automatic"), plus the defaults
+the running WebUI's page actually starts with (`ui_defaults`: ui-config.json, and
+Forge's per-UI-preset sd/xl/flux settings). A value equal
 to one of these cannot be told apart from "not chosen"; a caller who wants
 exactly that value with a preset that sets another one picks a preset
 without that setting (or a user copy of it).
@@ -30,6 +32,37 @@ UNTOUCHED: Mapping[str, Tuple[Any, ...]] = {
     "height": (512,),
     "seed": (-1, None, ""),
 }
+
+# ui-config.json labels of the txt2img/img2img controls whose UI default counts as untouched
+UI_CONFIG_LABELS = {"steps": "Sampling steps", "sampler_name": "Sampling method", "scheduler": "Schedule type",
+                    "cfg_scale": "CFG Scale", "width": "Width", "height": "Height"}
+# Forge's per-UI-preset defaults (Settings > UI defaults 'sd'/'xl'/'flux'): opts "<preset>_t2i_<name>"
+FORGE_OPTS = {"sampler_name": "sampler", "scheduler": "scheduler", "cfg_scale": "cfg", "width": "width",
+              "height": "height"}
+
+
+def ui_defaults(ui_config: Mapping[str, Any], opts: Any, tab: str = "txt2img") -> Dict[str, list]:
+    """The defaults the WebUI's own page starts with, where it says: its ui-config.json
+    (A1111 and Forge; users edit it) and, in Forge, the current UI preset's settings."""
+    found: Dict[str, list] = {key: [] for key in UI_CONFIG_LABELS}
+    for key, label in UI_CONFIG_LABELS.items():
+        value = ui_config.get(f"{tab}/{label}/value")
+        if value is not None:
+            found[key].append(value)
+    preset = getattr(opts, "forge_preset", None)
+    short = "t2i" if tab == "txt2img" else "i2i"
+    for name in ((preset,) if preset in ("sd", "xl", "flux") else ("sd", "xl", "flux") if preset else ()):
+        for key, opt in FORGE_OPTS.items():
+            value = getattr(opts, f"{name}_{short}_{opt}", None)
+            if value is not None:
+                found[key].append(value)
+    return {k: v for k, v in found.items() if v}
+
+
+def untouched_with(extra: Mapping[str, Any]) -> Dict[str, Tuple[Any, ...]]:
+    """UNTOUCHED plus the WebUI's actual UI defaults."""
+    return {key: (*values, *extra.get(key, ())) for key, values in UNTOUCHED.items()}
+
 
 def _untouched(current: Any, defaults: Tuple[Any, ...]) -> bool:
     return not isinstance(current, bool) and any(current == d for d in defaults)

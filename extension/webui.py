@@ -4,6 +4,7 @@ Imported only inside AUTOMATIC1111 / Forge (by scripts/newspicgen.py).
 """
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any, Dict, List, Optional
 
@@ -11,7 +12,7 @@ from style_presets.availability import Availability
 
 from .api import Txt2ImgUnavailable, mount_routes
 from .config import NewsPicGenConfig
-from .rewrite import provenance_args
+from .rewrite import provenance_args, ui_defaults, untouched_with
 from .settings import config_from_opts, register_settings
 from .webui_hooks import WebUIHooks
 
@@ -44,9 +45,16 @@ def _lora_names() -> Optional[set]:
 
 
 def _embedding_names() -> Optional[set]:
+    """Embeddings the WebUI has: A1111's model hijack database, or Forge's (it has no
+    sd_hijack.embedding_db; its extra-networks page keeps an EmbeddingDatabase of
+    the embeddings folder, re-read here when the folder changed)."""
     try:
         from modules import sd_hijack
-        db = sd_hijack.model_hijack.embedding_db  # absent in Forge
+        db = getattr(getattr(sd_hijack, "model_hijack", None), "embedding_db", None)
+        if db is None:
+            from modules import ui_extra_networks_textual_inversion as forge_ti
+            db = forge_ti.embedding_db
+            db.load_textual_inversion_embeddings(sync_with_sd_model=False)  # no-op unless the folder changed
     except Exception:
         return None
     return set(getattr(db, "word_embeddings", {}) or {})
@@ -58,6 +66,18 @@ def available() -> Optional[Availability]:
     if loras is None or embeddings is None:
         return None
     return Availability(loras=loras, embeddings=embeddings)
+
+
+def untouched(is_img2img: bool) -> Dict[str, Any]:
+    """Which txt2img/img2img values count as "left at the default" in this WebUI."""
+    from modules import shared
+    config: Dict[str, Any] = {}
+    try:
+        with open(shared.cmd_opts.ui_config_file, encoding="utf8") as file:
+            config = json.load(file)
+    except (OSError, ValueError, AttributeError):
+        pass  # first start: no ui-config.json yet; the stock defaults still apply
+    return untouched_with(ui_defaults(config, shared.opts, "img2img" if is_img2img else "txt2img"))
 
 
 def register_paste(button: Any, tabname: str, infotext_component: Any) -> None:

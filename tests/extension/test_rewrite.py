@@ -139,3 +139,19 @@ def test_a_refused_processing_fails_where_the_webui_does_not_catch_it():
         p.setup_prompts()
     assert (caught.value.status_code, caught.value.detail) == (503, "NewsPicGen: cannot reach the prompt server")
     assert p.all_prompts is None, "no prompt of the caller's is set up for sampling"
+
+
+def test_the_webuis_own_ui_defaults_count_as_untouched(composed):
+    from types import SimpleNamespace
+
+    from extension.rewrite import ui_defaults, untouched_with
+    # Forge with its 'xl' UI preset: the page starts at 896x1152, CFG 5, DPM++ 2M SDE / Karras
+    opts = SimpleNamespace(forge_preset="xl", xl_t2i_width=896, xl_t2i_height=1152, xl_t2i_cfg=5,
+                           xl_t2i_sampler="DPM++ 2M SDE", xl_t2i_scheduler="Karras", sd_t2i_width=512)
+    untouched = untouched_with(ui_defaults({"txt2img/Sampling steps/value": 30}, opts))
+    p = Processing(steps=30, width=896, height=1152, cfg_scale=5, sampler_name="DPM++ 2M SDE", scheduler="Karras")
+    applied = apply_to_processing(p, composed, untouched)
+    assert {k for k, v in composed.settings.items() if v is not None and k != "seed"} <= set(applied)
+    chosen = Processing(width=640, height=640)  # not a default anywhere: the caller's
+    apply_to_processing(chosen, composed, untouched)
+    assert (chosen.width, chosen.height) == (640, 640)
