@@ -24,8 +24,8 @@ from prompt_server.defaults import (
 
 from .config import NewsPicGenConfig, optional_text, parse_timeout
 
-# (id, label, category): the category puts the page under "Stable Diffusion" instead of "Uncategorized"
-SECTION = ("newspicgen", "NewsPicGen", "sd")
+SECTION = ("newspicgen", "NewsPicGen")
+CATEGORY = "sd"  # the page is listed under "Stable Diffusion" instead of "Uncategorized"
 
 KEY_SERVER_URL = "newspicgen_server_url"
 KEY_API_KEY = "newspicgen_api_key"
@@ -134,7 +134,7 @@ def register_settings() -> None:
         info = shared.OptionInfo(spec["default"], spec["label"], component, args, section=SECTION,
                                  # the key cannot be set through POST /sdapi/v1/options (A1111 still
                                  # lists all options on GET: NEWSPICGEN_API_KEY keeps it out of there)
-                                 restrict_api=(kind == "password"))
+                                 restrict_api=(kind == "password"), category_id=CATEGORY)
         if spec.get("info"):
             info = info.info(spec["info"])
         shared.opts.add_option(spec["key"], info)

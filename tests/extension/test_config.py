@@ -69,7 +69,7 @@ def test_store_reads_the_configured_user_folder(tmp_path):
 
 def test_settings_section_and_defaults():
     specs = {spec["key"]: spec for spec in option_specs("/srv/webui")}
-    assert SECTION == ("newspicgen", "NewsPicGen", "sd"), "listed under Stable Diffusion, not Uncategorized"
+    assert SECTION == ("newspicgen", "NewsPicGen"), "the WebUI unpacks exactly (id, label)"
     assert set(specs) == {KEY_SERVER_URL, KEY_API_KEY, KEY_TIMEOUT, KEY_MODE, KEY_FAMILY, KEY_PRESET_DIR}
     assert specs[KEY_SERVER_URL]["default"] == "http://127.0.0.1:30000"
     assert specs[KEY_API_KEY]["kind"] == "password" and specs[KEY_API_KEY]["default"] == ""
