@@ -321,7 +321,7 @@ class Watched:
         import re
         self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
         self.context.route("**/*", lambda route: route.continue_()  # offline: loopback only
-                           if re.match(r"https?://127\\.0\\.0\\.1[:/]", route.request.url) else route.abort())
+                           if re.match(r"https?://127\.0\.0\.1[:/]", route.request.url) else route.abort())
         self.page = self.context.new_page()
         self.page.set_default_timeout(60_000)
         self.console: list = []
