@@ -27,7 +27,8 @@ class Txt2ImgUnavailable(RuntimeError):
     """The WebUI's txt2img API is not there (WebUI started without --api)."""
 
 
-Txt2Img = Callable[[Dict[str, Any]], Dict[str, Any]]  # payload -> {"images": [...], "info": str}
+# (payload, provenance: the NewsPicGen infotext fields) -> {"images": [...], "info": str}
+Txt2Img = Callable[[Dict[str, Any], Dict[str, str]], Dict[str, Any]]
 
 _ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in {
     404: "unknown preset",  # 422 (empty news, bad override) keeps FastAPI's own schema; its detail may be a string
@@ -97,7 +98,8 @@ def mount_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2im
                 raise Txt2ImgUnavailable("the WebUI's txt2img API is not available; start the WebUI with --api")
             setting_overrides, passthrough = split_overrides(req.overrides)
             composed = compose_for(req, setting_overrides)
-            result = txt2img({**passthrough, **composed.txt2img_payload()})  # the composed prompt wins
+            result = txt2img({**passthrough, **composed.txt2img_payload()},  # the composed prompt wins
+                             composed.provenance)
             return {**composed.to_dict(), "images": result["images"], "info": result["info"]}
         except Exception as exc:
             raise _http_error(exc) from exc

@@ -60,8 +60,10 @@ class NewsPicGenConfig:
         return _client(self.server_url.strip().rstrip("/"), self.api_key or None, float(self.timeout), self.mode)
 
     def store(self) -> PresetStore:
-        """The PresetStore reading built-ins plus the user folder (one per folder)."""
-        return _store(self.preset_dir or None)
+        """The PresetStore reading built-ins plus the user folder (one per folder, re-read when it changes)."""
+        store = _store(self.preset_dir or None)
+        store.refresh()
+        return store
 
     def pipeline(self) -> Pipeline:
         """The news -> composed request path with these settings."""

@@ -70,6 +70,14 @@ class PresetEditor:
         return {"preset": Choices(names, main_value if main_value in names else None),
                 "editor_pick": Choices(names, editor_value)}
 
+    def refresh(self, external: int = 0) -> Outcome:
+        """Fresh choices for every preset dropdown (on page load): presets saved or dropped
+        into the user folder since show up without a restart. `external` dropdowns
+        (the always-on script's) get "" (= the type's default) first."""
+        names = self.names()
+        return Outcome({"preset": Choices(names, None), "editor_pick": Choices(names, None),
+                        **{f"external_preset_{i}": Choices([""] + names, "") for i in range(external)}})
+
     def load(self, name: str, text: str = "", state: Optional[dict] = None) -> Outcome:
         """Show `name`; unsaved edits of the preset shown before are kept as a draft.
 

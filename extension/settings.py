@@ -9,6 +9,7 @@ a key given that way never sits in the WebUI's config.json.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Mapping, Optional
 
@@ -24,6 +25,7 @@ from prompt_server.defaults import (
 from .config import NewsPicGenConfig, optional_text, parse_timeout
 
 SECTION = ("newspicgen", "NewsPicGen")
+CATEGORY = "sd"  # the page is listed under "Stable Diffusion" instead of "Uncategorized"
 
 KEY_SERVER_URL = "newspicgen_server_url"
 KEY_API_KEY = "newspicgen_api_key"
@@ -38,9 +40,26 @@ def default_preset_dir(data_path: str) -> str:
     return os.path.join(data_path, "newspicgen", "presets")
 
 
-def option_specs(data_path: str) -> list[dict[str, Any]]:
-    """What to register, as plain data (the unit tests check it without a WebUI)."""
-    return [
+def env_notes(environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """Settings the environment overrides -> what the page says instead (never the key itself)."""
+    env = os.environ if environ is None else environ
+    notes = {}
+    url = optional_text(env.get(ENV_SERVER_URL))
+    if url:
+        notes[KEY_SERVER_URL] = f"in use: {url}, from the {ENV_SERVER_URL} environment variable, which overrides this"
+    if optional_text(env.get(ENV_API_KEY)):
+        notes[KEY_API_KEY] = f"in use: the key from the {ENV_API_KEY} environment variable, which overrides this"
+    return notes
+
+
+def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None) -> list[dict[str, Any]]:
+    """What to register, as plain data (the unit tests check it without a WebUI).
+
+    A setting the environment overrides is shown read-only with the value in use:
+    the page must not show one URL while requests go to another.
+    """
+    notes = env_notes(environ)
+    specs: list[dict[str, Any]] = [
         dict(key=KEY_SERVER_URL, default=DEFAULT_SERVER_URL, label="Prompt server URL",
              info=f"SGLang or `python -m prompt_server serve`; "
                   f"the {ENV_SERVER_URL} environment variable overrides this"),
@@ -55,6 +74,10 @@ def option_specs(data_path: str) -> list[dict[str, Any]]:
         dict(key=KEY_PRESET_DIR, default=default_preset_dir(data_path), label="User preset folder",
              info="your own presets; built-in presets are read-only"),
     ]
+    for spec in specs:
+        if spec["key"] in notes:
+            spec.update(info=notes[spec["key"]], overridden=True)
+    return specs
 
 
 def config_from_opts(opts: Any, environ: Optional[Mapping[str, str]] = None) -> NewsPicGenConfig:
@@ -77,6 +100,8 @@ def config_from_opts(opts: Any, environ: Optional[Mapping[str, str]] = None) -> 
 
 
 def _family_choices() -> dict[str, Any]:
+    # Only keys every gradio's Dropdown.update() takes: the WebUI passes these into
+    # gr.update() on each Settings load (allow_custom_value there breaks gradio 3.41).
     """Families of the presets on disk, read when the Settings page is built."""
     from modules import shared  # only inside the WebUI
     try:
@@ -84,7 +109,7 @@ def _family_choices() -> dict[str, Any]:
         families = list(store.families())
     except Exception:  # a broken preset folder must not break the Settings page
         families = []
-    return {"choices": [""] + families, "allow_custom_value": True}  # a family not on disk yet stays usable
+    return {"choices": [""] + families}
 
 
 def register_settings() -> None:
@@ -102,12 +127,14 @@ def register_settings() -> None:
             component, args = gr.Number, {"precision": 0}
         elif kind == "dropdown":
             component, args = gr.Dropdown, {"choices": spec["choices"]}
-        elif kind == "family":
-            component, args = gr.Dropdown, _family_choices
+        elif kind == "family":  # a family not on disk yet stays usable: custom values allowed
+            component, args = functools.partial(gr.Dropdown, allow_custom_value=True), _family_choices
+        if spec.get("overridden"):
+            args = dict(args or {}, interactive=False)
         info = shared.OptionInfo(spec["default"], spec["label"], component, args, section=SECTION,
                                  # the key cannot be set through POST /sdapi/v1/options (A1111 still
                                  # lists all options on GET: NEWSPICGEN_API_KEY keeps it out of there)
-                                 restrict_api=(kind == "password"))
+                                 restrict_api=(kind == "password"), category_id=CATEGORY)
         if spec.get("info"):
             info = info.info(spec["info"])
         shared.opts.add_option(spec["key"], info)

@@ -94,5 +94,13 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
         for name in (*fields, "preset"):
             wire(c[name].change, logic.preview, [*fields, "preset"],
                  ["positive", "negative", "infotext", "preview_notes"], queue=False)
+        external = list(getattr(hooks, "preset_dropdowns", None) or [])
+        c.update({f"external_preset_{i}": dropdown for i, dropdown in enumerate(external)})
+
+        def refresh_presets() -> Any:
+            return editor.refresh(len(external))
+
+        wire(tab.load, refresh_presets, [], ["preset", "editor_pick", *(f"external_preset_{i}" for i in
+                                                                        range(len(external)))], queue=False)
     return tab
 

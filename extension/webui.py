@@ -4,6 +4,7 @@ Imported only inside AUTOMATIC1111 / Forge (by scripts/newspicgen.py).
 """
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any, Dict, List, Optional
 
@@ -11,11 +12,14 @@ from style_presets.availability import Availability
 
 from .api import Txt2ImgUnavailable, mount_routes
 from .config import NewsPicGenConfig
+from .rewrite import provenance_args, ui_defaults, untouched_with
 from .settings import config_from_opts, register_settings
 from .webui_hooks import WebUIHooks
 
 TAB_TITLE = "NewsPicGen"
 TAB_ID = "newspicgen"
+# The always-on script's preset dropdowns of the UI being built (emptied on each scripts load).
+PRESET_DROPDOWNS: List[Any] = []
 
 
 def get_config() -> NewsPicGenConfig:
@@ -41,9 +45,16 @@ def _lora_names() -> Optional[set]:
 
 
 def _embedding_names() -> Optional[set]:
+    """Embeddings the WebUI has: A1111's model hijack database, or Forge's (it has no
+    sd_hijack.embedding_db; its extra-networks page keeps an EmbeddingDatabase of
+    the embeddings folder, re-read here when the folder changed)."""
     try:
         from modules import sd_hijack
-        db = sd_hijack.model_hijack.embedding_db  # absent in Forge
+        db = getattr(getattr(sd_hijack, "model_hijack", None), "embedding_db", None)
+        if db is None:
+            from modules import ui_extra_networks_textual_inversion as forge_ti
+            db = forge_ti.embedding_db
+            db.load_textual_inversion_embeddings(sync_with_sd_model=False)  # no-op unless the folder changed
     except Exception:
         return None
     return set(getattr(db, "word_embeddings", {}) or {})
@@ -55,6 +66,18 @@ def available() -> Optional[Availability]:
     if loras is None or embeddings is None:
         return None
     return Availability(loras=loras, embeddings=embeddings)
+
+
+def untouched(is_img2img: bool) -> Dict[str, Any]:
+    """Which txt2img/img2img values count as "left at the default" in this WebUI."""
+    from modules import shared
+    config: Dict[str, Any] = {}
+    try:
+        with open(shared.cmd_opts.ui_config_file, encoding="utf8") as file:
+            config = json.load(file)
+    except (OSError, ValueError, AttributeError):
+        pass  # first start: no ui-config.json yet; the stock defaults still apply
+    return untouched_with(ui_defaults(config, shared.opts, "img2img" if is_img2img else "txt2img"))
 
 
 def register_paste(button: Any, tabname: str, infotext_component: Any) -> None:
@@ -74,7 +97,8 @@ def warn(message: str) -> None:
 
 
 def hooks() -> WebUIHooks:
-    return WebUIHooks(available=available, register_paste=register_paste, warn=warn, in_webui=True)
+    return WebUIHooks(available=available, register_paste=register_paste, warn=warn, in_webui=True,
+                      preset_dropdowns=list(PRESET_DROPDOWNS))
 
 
 def _txt2img_endpoint(app: Any):
@@ -85,13 +109,21 @@ def _txt2img_endpoint(app: Any):
 
 
 def webui_txt2img(app: Any):
-    """A txt2img backend calling the WebUI's own Api.text2imgapi (its queue lock, its scripts)."""
+    """A txt2img backend calling the WebUI's own Api.text2imgapi (its queue lock, its scripts).
 
-    def run(payload: Dict[str, Any]) -> Dict[str, Any]:
+    The provenance travels as our always-on script's args (disabled: it only writes
+    the NewsPicGen infotext fields), beside any scripts the caller passed.
+    """
+
+    def run(payload: Dict[str, Any], provenance: Dict[str, str]) -> Dict[str, Any]:
         endpoint = _txt2img_endpoint(app)
         if endpoint is None:
             raise Txt2ImgUnavailable("the WebUI's txt2img API is not available; start the WebUI with --api")
         from modules.api import models
+        scripts = {k: v for k, v in dict(payload.get("alwayson_scripts") or {}).items()
+                   if str(k).lower() != "newspicgen"}
+        scripts["NewsPicGen"] = {"args": provenance_args(provenance, payload["prompt"])}
+        payload = {**payload, "alwayson_scripts": scripts}
         response = endpoint(models.StableDiffusionTxt2ImgProcessingAPI(**payload))
         return {"images": list(response.images or []), "info": response.info}
 
@@ -129,6 +161,7 @@ def on_ui_tabs():
 def register() -> None:
     """Called each time the WebUI (re)loads scripts/newspicgen.py; it cleared its callbacks before."""
     from modules import script_callbacks
+    PRESET_DROPDOWNS.clear()  # a "Reload UI" builds new components
     script_callbacks.on_ui_settings(register_settings)
     script_callbacks.on_ui_tabs(on_ui_tabs)
     script_callbacks.on_app_started(on_app_started)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 if TYPE_CHECKING:
     from style_presets.availability import Availability
@@ -48,9 +48,13 @@ class WebUIHooks:
     warn(message): show a warning to the user (inside the WebUI: a gradio toast
                   and the console). Never pass secrets.
     in_webui:     True when the hooks are backed by a running WebUI.
+    preset_dropdowns: preset dropdowns outside the tab (the always-on script's, with
+                  "" = the type's default) that the tab refreshes with its own on
+                  every page load, so a new preset shows without a restart.
     """
 
     available: Callable[[], Optional[Availability]] = field(default=_unknown_availability)
     register_paste: Callable[[Any, str, Any], None] = field(default=_no_paste)
     warn: Callable[[str], None] = field(default=_log_warning)
     in_webui: bool = False
+    preset_dropdowns: List[Any] = field(default_factory=list)

@@ -96,8 +96,26 @@ class PresetStore:
     # -- reading -------------------------------------------------------------------
     def reload(self) -> None:
         self.errors = []
+        self._seen = self._user_dir_state()
         self._builtin = self._load_dir(self.builtin_dir)
         self._user = self._load_dir(self.user_dir)
+
+    def _user_dir_state(self) -> Optional[tuple]:
+        """Name, mtime and size of every user preset file: cheap to read, changes with any edit."""
+        try:
+            return tuple(sorted((p.name, s.st_mtime_ns, s.st_size)
+                                for p in self.user_dir.glob("*.json") for s in (p.stat(),)))
+        except OSError:  # a file removed while listing: report "changed"
+            return None
+
+    def refresh(self) -> bool:
+        """Reload if the user folder changed on disk (a preset saved by another process or
+        dropped in by hand), so long-lived stores show it without a restart."""
+        state = self._user_dir_state()
+        if state is not None and state == self._seen:
+            return False
+        self.reload()
+        return True
 
     def _load_dir(self, folder: Path) -> Dict[str, StylePreset]:
         presets: Dict[str, StylePreset] = {}

@@ -127,8 +127,8 @@ def test_presets_lists_builtins_and_families(api):
 def test_txt2img_sends_the_composed_payload_to_the_webui_txt2img_stub_backend(local_server_url):
     calls = []
 
-    def fake_webui_txt2img(payload):  # the real one is exercised in test_webui_integration.py
-        calls.append(payload)
+    def fake_webui_txt2img(payload, provenance):  # the real one is exercised in test_webui_integration.py
+        calls.append((payload, provenance))
         return {"images": ["iVBORw0KGgo="], "info": '{"prompt": "x"}'}
 
     api = client_for(local_server_url, txt2img=fake_webui_txt2img)
@@ -137,8 +137,11 @@ def test_txt2img_sends_the_composed_payload_to_the_webui_txt2img_stub_backend(lo
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["images"] == ["iVBORw0KGgo="] and body["info"] == '{"prompt": "x"}'
-    (payload,) = calls
+    ((payload, provenance),) = calls
     assert payload["prompt"] == body["prompt"] != "ignored"
+    picture = body["picture_prompt"]
+    assert provenance == {"NewsPicGen type": picture["type"], "NewsPicGen keyword": " ".join(
+        picture["en_keyword"].split()), "NewsPicGen preset": "newspicgen-comic-person"}
     assert payload["negative_prompt"] == body["negative_prompt"]
     assert payload["steps"] == 9 == body["settings"]["steps"]  # a setting override wins over the preset
     assert payload["batch_size"] == 2  # other txt2img fields pass through
@@ -151,7 +154,7 @@ def test_txt2img_without_the_webui_api_is_503(api):
 
 
 def test_bad_setting_override_is_422(local_server_url):
-    api = client_for(local_server_url, txt2img=lambda payload: pytest.fail("must not run"))
+    api = client_for(local_server_url, txt2img=lambda payload, provenance: pytest.fail("must not run"))
     response = api.post("/newspicgen/v1/txt2img", json={**NEWS, "seed": 1, "overrides": {"width": 513}})
     assert response.status_code == 422 and "width" in response.json()["detail"]
 

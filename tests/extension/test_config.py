@@ -69,7 +69,7 @@ def test_store_reads_the_configured_user_folder(tmp_path):
 
 def test_settings_section_and_defaults():
     specs = {spec["key"]: spec for spec in option_specs("/srv/webui")}
-    assert SECTION == ("newspicgen", "NewsPicGen")
+    assert SECTION == ("newspicgen", "NewsPicGen"), "the WebUI unpacks exactly (id, label)"
     assert set(specs) == {KEY_SERVER_URL, KEY_API_KEY, KEY_TIMEOUT, KEY_MODE, KEY_FAMILY, KEY_PRESET_DIR}
     assert specs[KEY_SERVER_URL]["default"] == "http://127.0.0.1:30000"
     assert specs[KEY_API_KEY]["kind"] == "password" and specs[KEY_API_KEY]["default"] == ""
@@ -105,3 +105,13 @@ def test_repr_hides_the_password_in_the_url_and_the_key():
     from extension.config import NewsPicGenConfig
     text = repr(NewsPicGenConfig(server_url="http://alice:s3cret@127.0.0.1:30000", api_key="k-123"))
     assert "s3cret" not in text and "k-123" not in text and "alice:***@127.0.0.1:30000" in text
+
+
+def test_settings_page_says_which_values_the_environment_overrides():
+    plain = {spec["key"]: spec for spec in option_specs("/srv/webui", environ={})}
+    assert not any(spec.get("overridden") for spec in plain.values())
+    specs = {spec["key"]: spec for spec in option_specs("/srv/webui", environ={
+        "NEWSPICGEN_SERVER_URL": "http://gpu-box:30000", "NEWSPICGEN_API_KEY": "s3cret"})}
+    assert specs[KEY_SERVER_URL]["overridden"] and "in use: http://gpu-box:30000" in specs[KEY_SERVER_URL]["info"]
+    assert specs[KEY_API_KEY]["overridden"] and "s3cret" not in specs[KEY_API_KEY]["info"]
+    assert not specs[KEY_TIMEOUT].get("overridden")

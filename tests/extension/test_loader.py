@@ -72,11 +72,12 @@ heavy = [m for m in ("torch", "transformers", "llguidance") if m in sys.modules]
 p = types.SimpleNamespace(prompt="mine", negative_prompt="", seed=-1, extra_generation_params={})
 script.before_process(p, False, "title", "content", "")
 disabled_untouched = (p.prompt, p.extra_generation_params) == ("mine", {})
-try:  # NEWSPICGEN_SERVER_URL points at a closed port
-    script.before_process(p, True, "标题", "内容", "")
-    down_error = None
+script.before_process(p, True, "标题", "内容", "")  # NEWSPICGEN_SERVER_URL points at a closed port
+try:  # the WebUI logs and ignores hook exceptions; the refusal comes when it sets up the prompts
+    p.setup_prompts()
+    down_error, down_status = None, None
 except RuntimeError as exc:
-    down_error = str(exc)
+    down_error, down_status = str(exc), getattr(exc, "status_code", None)
 print(json.dumps({
     "classes": [c.__name__ for c in first], "same_class_on_reload": first == second,
     "title": script.title(), "always_visible": script.show(False) is scripts.AlwaysVisible,
@@ -85,7 +86,7 @@ print(json.dumps({
     "origins": {m: os.path.relpath(sys.modules[m].__file__, ext_dir)
                 for m in ("newspicgen", "prompt_server", "style_presets") if m in sys.modules},
     "foreign_extension_untouched": not hasattr(sys.modules["extension"], "__path__"),
-    "heavy": heavy, "disabled_untouched": disabled_untouched, "down_error": down_error,
+    "heavy": heavy, "disabled_untouched": disabled_untouched, "down_error": down_error, "down_status": down_status,
     "prompt_after_error": p.prompt,
 }))
 """
@@ -138,6 +139,7 @@ def test_alwayson_script_with_the_server_down_stub_webui(report):
     assert report["disabled_untouched"], "a disabled script changes nothing"
     message = report["down_error"]
     assert message and message.startswith("NewsPicGen: cannot reach the prompt server")
+    assert report["down_status"] == 503, "the WebUI's API answers with the exception's status_code"
     assert "python -m prompt_server serve" in message, "the error says how to start the server"
     assert report["prompt_after_error"] == "mine", "nothing the user typed is lost"
 

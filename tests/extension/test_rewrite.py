@@ -10,7 +10,13 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from extension.rewrite import apply_to_processing
+from extension.rewrite import (
+    NewsPicGenError,
+    apply_provenance,
+    apply_to_processing,
+    provenance_args,
+    refuse_processing,
+)
 from prompt_server.schema import PicturePrompt
 from style_presets.compose import INFOTEXT_KEYWORD, INFOTEXT_PRESET, INFOTEXT_TYPE, compose
 from style_presets.store import PresetStore
@@ -105,3 +111,47 @@ def test_infotext_fields_say_how_the_picture_was_made(composed):
                                          INFOTEXT_KEYWORD: "moon landing", INFOTEXT_PRESET: composed.preset}
     # the same values compose() wrote into its own infotext
     assert f"NewsPicGen preset: {composed.preset}" in composed.infotext
+
+
+def test_pasted_provenance_is_written_while_the_prompt_is_the_composed_one(composed):
+    args = provenance_args(composed.provenance, composed.prompt)
+    assert args[0] is False, "the script stays disabled: it only records"
+    p = Processing(prompt=composed.prompt + " ")  # the paste may trim or add whitespace
+    assert apply_provenance(p, tuple(args[4:7]), args[7])
+    assert p.extra_generation_params == composed.provenance
+
+
+@pytest.mark.parametrize("prompt, values", [
+    ("a prompt the user rewrote", None),  # a different picture: no NewsPicGen fields
+    (None, ("", "", "")),  # nothing pasted (the script's hidden fields are empty)
+])
+def test_no_provenance_for_other_prompts(composed, prompt, values):
+    p = Processing(prompt=prompt or composed.prompt)
+    values = values or tuple(composed.provenance.values())
+    assert not apply_provenance(p, values, composed.prompt)
+    assert p.extra_generation_params == {}
+
+
+def test_a_refused_processing_fails_where_the_webui_does_not_catch_it():
+    p = Processing(prompt="the caller's prompt")
+    refuse_processing(p, NewsPicGenError("NewsPicGen: cannot reach the prompt server", 503))
+    with pytest.raises(NewsPicGenError) as caught:
+        p.setup_prompts()
+    assert (caught.value.status_code, caught.value.detail) == (503, "NewsPicGen: cannot reach the prompt server")
+    assert p.all_prompts is None, "no prompt of the caller's is set up for sampling"
+
+
+def test_the_webuis_own_ui_defaults_count_as_untouched(composed):
+    from types import SimpleNamespace
+
+    from extension.rewrite import ui_defaults, untouched_with
+    # Forge with its 'xl' UI preset: the page starts at 896x1152, CFG 5, DPM++ 2M SDE / Karras
+    opts = SimpleNamespace(forge_preset="xl", xl_t2i_width=896, xl_t2i_height=1152, xl_t2i_cfg=5,
+                           xl_t2i_sampler="DPM++ 2M SDE", xl_t2i_scheduler="Karras", sd_t2i_width=512)
+    untouched = untouched_with(ui_defaults({"txt2img/Sampling steps/value": 30}, opts))
+    p = Processing(steps=30, width=896, height=1152, cfg_scale=5, sampler_name="DPM++ 2M SDE", scheduler="Karras")
+    applied = apply_to_processing(p, composed, untouched)
+    assert {k for k, v in composed.settings.items() if v is not None and k != "seed"} <= set(applied)
+    chosen = Processing(width=640, height=640)  # not a default anywhere: the caller's
+    apply_to_processing(chosen, composed, untouched)
+    assert (chosen.width, chosen.height) == (640, 640)

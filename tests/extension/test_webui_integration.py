@@ -1,15 +1,19 @@
-"""NewsPicGen inside a real, unmodified AUTOMATIC1111 WebUI (1.10.x).
+"""NewsPicGen inside a real, unmodified AUTOMATIC1111 WebUI (1.10.x) and real Forge.
 
-Runs only when NEWSPICGEN_WEBUI_DIR points at a WebUI checkout with its venv
-(CI has none: the whole module is skipped). The WebUI is started with --api, a
-data folder of its own (so its config and extensions list stay untouched) with
-this repository symlinked into extensions/, and NEWSPICGEN_SERVER_URL pointing
-at the tiny-model prompt server.
+Each test runs once per WebUI whose folder is given (CI has neither: skipped).
+A WebUI is started with --api, a data folder of its own (so its config and
+extensions list stay untouched) with this repository symlinked into
+extensions/, and NEWSPICGEN_SERVER_URL pointing at a loopback proxy in front of
+the tiny-model prompt server (the proxy can be taken down: "server down").
 
-  NEWSPICGEN_WEBUI_DIR    the WebUI folder (launch.py, venv/)
-  NEWSPICGEN_WEBUI_START  optional start script taking `PORT [args...]` (e.g. one that sets
-                          TORCH_COMMAND, HF_HOME, --ckpt); default: venv/bin/python launch.py + CPU flags
+  NEWSPICGEN_WEBUI_DIR     AUTOMATIC1111's folder (launch.py, venv/)
+  NEWSPICGEN_WEBUI_START   optional start script taking `PORT [args...]` (e.g. one that sets
+                           TORCH_COMMAND, HF_HOME, --ckpt); default: venv/bin/python launch.py + CPU flags
+  NEWSPICGEN_FORGE_DIR     Forge's folder (launch.py, venv/, a checkpoint in models/Stable-diffusion)
   NEWSPICGEN_WEBUI_TIMEOUT seconds to wait for start-up (default 900)
+
+The real-page part (headless Chromium, tests/extension/webui_page.py) needs
+Debian's chromium and Playwright as well.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -28,13 +33,15 @@ import pytest
 from tests.support import REPO
 
 WEBUI_DIR = os.environ.get("NEWSPICGEN_WEBUI_DIR", "")
+FORGE_DIR = os.environ.get("NEWSPICGEN_FORGE_DIR", "")
 CPU_ARGS = ["--skip-torch-cuda-test", "--use-cpu", "all", "--no-half", "--precision", "full",
             "--skip-version-check", "--no-download-sd-model"]
+# Forge as the harness starts it; --skip-prepare-environment: no pip, no clones (offline)
+FORGE_ARGS = ["--always-cpu", "--skip-torch-cuda-test", "--skip-version-check", "--no-download-sd-model",
+              "--skip-prepare-environment", "--skip-install"]
 NEWS = {"title": "大熊猫宝宝首次亮相", "content": "成都大熊猫繁育研究基地的大熊猫宝宝今天首次与游客见面，吸引了大批游客。"}
 PRESET = "newspicgen-comic-person"
-
-pytestmark = pytest.mark.skipif(not (WEBUI_DIR and (Path(WEBUI_DIR) / "launch.py").is_file()),
-                                reason="NEWSPICGEN_WEBUI_DIR does not point at a WebUI (launch.py)")
+KINDS = {"a1111": (WEBUI_DIR, "NEWSPICGEN_WEBUI_DIR"), "forge": (FORGE_DIR, "NEWSPICGEN_FORGE_DIR")}
 
 
 def call(base: str, path: str, body=None, timeout: float = 600):
@@ -52,8 +59,12 @@ def call(base: str, path: str, body=None, timeout: float = 600):
         return status, raw.decode("utf-8", "replace")
 
 
-def start_command(port: int, data_dir: Path) -> list:
+def start_command(kind: str, port: int, data_dir: Path) -> list:
     ours = ["--api", "--data-dir", str(data_dir)]
+    if kind == "forge":  # with --data-dir Forge would look for checkpoints there
+        ckpt_dir = str(Path(FORGE_DIR) / "models" / "Stable-diffusion")
+        return [str(Path(FORGE_DIR) / "venv" / "bin" / "python"), "launch.py", *FORGE_ARGS, "--port", str(port),
+                *ours, "--ckpt-dir", ckpt_dir]
     start = os.environ.get("NEWSPICGEN_WEBUI_START")
     if start:
         return [start, str(port), *ours]
@@ -65,26 +76,31 @@ def wait_until_up(base: str, process: subprocess.Popen, log: Path, timeout: floa
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"the WebUI exited with {process.returncode}:\n{log.read_text(errors='replace')[-6000:]}")
-        try:  # the start-up record is set after the app_started callbacks: start-up is complete
-            status, record = call(base, "/internal/profile-startup", timeout=5)
-            if status == 200 and isinstance(record, dict):
-                return
-        except OSError:
-            pass
+        # Only after start-up: a request between gradio's launch and the WebUI adding its
+        # middleware kills A1111 ("Cannot add middleware after an application has started").
+        if "Startup time" in log.read_text(errors="replace"):
+            try:  # the start-up record is set after the app_started callbacks: start-up is complete
+                status, record = call(base, "/internal/profile-startup", timeout=5)
+                if status == 200 and isinstance(record, dict):
+                    return
+            except OSError:
+                pass
         time.sleep(2)
     pytest.fail(f"the WebUI did not start within {timeout:.0f} s:\n{log.read_text(errors='replace')[-6000:]}")
 
 
-def start_webui(tmp: Path, server_url: str, with_extension: bool = True):
+def start_webui(kind: str, tmp: Path, server_url: str, with_extension: bool = True):
     from tests.support.loopback import free_port
     data_dir = tmp / "data"
     (data_dir / "extensions").mkdir(parents=True)
     if with_extension:
         (data_dir / "extensions" / "newspicgen").symlink_to(REPO)
     port, log = free_port(), tmp / "webui.log"
-    env = dict(os.environ, NEWSPICGEN_SERVER_URL=server_url, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, NEWSPICGEN_SERVER_URL=server_url, PYTHONUNBUFFERED="1", GRADIO_ANALYTICS_ENABLED="False",
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env.pop("PYTHONPATH", None)  # the WebUI must find our code through extensions/ only
-    process = subprocess.Popen(start_command(port, data_dir), cwd=WEBUI_DIR, env=env, stdin=subprocess.DEVNULL,
+    folder = KINDS[kind][0]
+    process = subprocess.Popen(start_command(kind, port, data_dir), cwd=folder, env=env, stdin=subprocess.DEVNULL,
                                stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     return process, f"http://127.0.0.1:{port}", log
 
@@ -99,12 +115,39 @@ def stop_webui(process: subprocess.Popen) -> None:
             process.wait()
 
 
+@pytest.fixture(scope="module", params=list(KINDS))
+def kind(request):
+    folder, variable = KINDS[request.param]
+    if not (folder and (Path(folder) / "launch.py").is_file()):
+        pytest.skip(f"{variable} does not point at a WebUI folder (launch.py)")
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def webui(local_server_url, tmp_path_factory):
-    process, base, log = start_webui(tmp_path_factory.mktemp("webui"), local_server_url)
+def prompt_proxy(local_server_url):
+    """The prompt server behind a proxy the tests can take down."""
+    from tests.support.loopback import SwitchableProxy
+    target = urllib.parse.urlsplit(local_server_url)
+    proxy = SwitchableProxy(target.hostname or "127.0.0.1", target.port or 80)
+    yield proxy
+    proxy.down()
+
+
+class Running:
+    def __init__(self, kind: str, base: str, log: Path, data_dir: Path, proxy):
+        self.kind, self.base, self.log, self.data_dir, self.proxy = kind, base, log, data_dir, proxy
+
+    def __getitem__(self, index):  # webui[0] is the base URL, as before
+        return (self.base, self.log)[index]
+
+
+@pytest.fixture(scope="module")
+def webui(kind, prompt_proxy, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"webui-{kind}")
+    process, base, log = start_webui(kind, tmp, prompt_proxy.url)
     try:
         wait_until_up(base, process, log, float(os.environ.get("NEWSPICGEN_WEBUI_TIMEOUT", "900")))
-        yield base, log
+        yield Running(kind, base, log, tmp / "data", prompt_proxy)
     finally:
         stop_webui(process)
 
@@ -179,6 +222,21 @@ def test_newspicgen_txt2img_route_runs_the_webui_txt2img(webui):
     assert status == 200, body
     assert len(body["images"]) == 1 and base64.b64decode(body["images"][0])[:4] == b"\x89PNG"
     assert json.loads(body["info"])["prompt"] == body["prompt"]
+    infotext = png_parameters(base64.b64decode(body["images"][0]))
+    assert provenance_text(body) in infotext, infotext
+
+
+def test_alwayson_with_the_prompt_server_down_returns_no_picture(webui):
+    webui.proxy.down()
+    try:
+        status, body = call(webui.base, "/sdapi/v1/txt2img", {
+            "prompt": "the caller's prompt", "steps": 1, "width": 64, "height": 64,
+            "alwayson_scripts": {"newspicgen": {"args": [True, NEWS["title"], NEWS["content"], ""]}}})
+    finally:
+        webui.proxy.up()
+    assert status == 503, body
+    assert "images" not in body, "no picture made from the caller's own prompt"
+    assert "NewsPicGen: cannot reach the prompt server" in json.dumps(body, ensure_ascii=False)
 
 
 def test_webui_records_the_extension_start_up_steps(webui):
@@ -190,8 +248,8 @@ def test_webui_records_the_extension_start_up_steps(webui):
           f"together {sum(ours.values()):.3f} s (installer process + script load)")
 
 
-def test_models_validate_under_the_webuis_pydantic():
-    python = Path(WEBUI_DIR) / "venv" / "bin" / "python"
+def test_models_validate_under_the_webuis_pydantic(kind):
+    python = Path(KINDS[kind][0]) / "venv" / "bin" / "python"
     code = ("import pydantic, json\n"
             "from extension.api_models import ComposedResponse, PromptRequest\n"
             "r = ComposedResponse(picture_prompt={'ch_keyword': '熊猫', 'ch_prompt': '熊猫', 'en_keyword': 'panda',"
@@ -202,3 +260,199 @@ def test_models_validate_under_the_webuis_pydantic():
     assert result.returncode == 0, result.stderr
     print(f"\nmodels validated under the WebUI's pydantic {result.stdout.strip()}")
     assert result.stdout.strip()
+
+
+# --- helpers ----------------------------------------------------------------------
+
+def png_parameters(png: bytes) -> str:
+    """The "parameters" text chunk (what PNG Info shows) of a PNG written by the WebUI."""
+    import struct
+    import zlib
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    at = 8
+    while at < len(png):
+        length, kind = struct.unpack(">I4s", png[at:at + 8])
+        data = png[at + 8:at + 8 + length]
+        at += 12 + length
+        if kind == b"tEXt" and data.startswith(b"parameters\0"):
+            return data.split(b"\0", 1)[1].decode("latin-1")
+        if kind == b"iTXt" and data.startswith(b"parameters\0"):
+            _, rest = data.split(b"\0", 1)
+            compressed, rest = rest[0], rest[2:]
+            text = rest.split(b"\0", 2)[2]
+            return (zlib.decompress(text) if compressed else text).decode("utf-8")
+    return ""
+
+
+def provenance_text(composed: dict) -> str:
+    """The NewsPicGen fields as the WebUI writes them into the infotext."""
+    from style_presets.compose import quote
+    picture = composed["picture_prompt"]
+    keyword = " ".join(picture["en_keyword"].split())
+    return (f"NewsPicGen type: {picture['type']}, NewsPicGen keyword: {quote(keyword)}, "
+            f"NewsPicGen preset: {quote(composed['preset'])}")
+
+
+# --- the real page in headless Chromium --------------------------------------------
+
+CHROMIUM = os.environ.get("NEWSPICGEN_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# gradio 3.41 (A1111) and 4.40 (Forge) mark a component whose event failed with this badge
+ERROR_BADGES = ("[...document.querySelectorAll('.error')].filter(e => e.textContent.trim() === 'Error')"
+                ".length + document.querySelectorAll('.toast-body.error').length")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the Python package)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Watched:
+    """A page of the WebUI with its console errors and failed (5xx) responses recorded."""
+
+    def __init__(self, browser, base: str):
+        import re
+        self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        self.context.route("**/*", lambda route: route.continue_()  # offline: loopback only
+                           if re.match(r"https?://127\.0\.0\.1[:/]", route.request.url) else route.abort())
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(60_000)
+        self.console: list = []
+        self.failed: list = []
+        self.page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.console.append(str(e)))
+        self.page.on("response", lambda r: self.failed.append(f"{r.status} {r.url}") if r.status >= 500 else None)
+        self.base = base
+
+    def open(self) -> None:
+        self.page.goto(self.base + "/", wait_until="domcontentloaded")
+        self.page.wait_for_selector("#txt2img_prompt textarea", state="visible", timeout=180_000)
+        self.page.wait_for_timeout(3000)  # the WebUI's own load events (settings values, ...)
+
+    def tab(self, name: str) -> None:
+        self.page.locator("#tabs > .tab-nav > button", has_text=name).first.click()
+        self.page.wait_for_timeout(1500)
+
+    def badges(self) -> int:
+        return self.page.evaluate(ERROR_BADGES)
+
+    def dropdown_options(self, selector: str) -> list:
+        self.page.click(f"{selector} input")
+        self.page.wait_for_selector(f"{selector} ul.options", timeout=10_000)
+        options = self.page.eval_on_selector_all(f"{selector} ul.options li", "els => els.map(e => e.textContent.trim())")
+        options = [o.lstrip("✓").strip() for o in options]  # gradio marks the selected option with ✓
+        self.page.keyboard.press("Escape")
+        return options
+
+
+@pytest.fixture
+def watched(browser, webui):
+    page = Watched(browser, webui.base)
+    yield page
+    page.context.close()
+
+
+def badges_without_the_extension(kind, prompt_proxy, browser, tmp) -> int:
+    """The same WebUI with no extension: what the WebUI shows by itself."""
+    process, base, log = start_webui(kind, tmp, prompt_proxy.url, with_extension=False)
+    try:
+        wait_until_up(base, process, log, float(os.environ.get("NEWSPICGEN_WEBUI_TIMEOUT", "900")))
+        page = Watched(browser, base)
+        page.open()
+        count = 0
+        for name in ("txt2img", "img2img", "Settings"):
+            page.tab(name)
+            count = max(count, page.badges())
+        page.context.close()
+        return count
+    finally:
+        stop_webui(process)
+
+
+def test_page_has_no_error_badges_and_settings_shows_the_url_in_use(webui, watched, browser, tmp_path):
+    watched.open()
+    names = watched.page.eval_on_selector_all("#tabs > .tab-nav > button", "els => els.map(e => e.textContent.trim())")
+    assert "NewsPicGen" in names
+    counts = {}
+    for name in names:
+        watched.tab(name)
+        counts[name] = watched.badges()
+    page = watched.page
+    # Settings: our section, under a category, saying which URL requests go to
+    page.locator("#tabs > .tab-nav > button", has_text="Settings").first.click()
+    page.locator("#settings .tab-nav button", has_text="NewsPicGen").first.click()
+    assert page.get_by_text(f"in use: {webui.proxy.url}").first.is_visible()
+    # opts._categories: [first section, category] per category, in page order
+    categories = page.evaluate("typeof opts === 'object' ? opts._categories : null")
+    if categories is not None:
+        sections = page.eval_on_selector_all("#settings .tab-nav button", "els => els.map(e => e.textContent.trim())")
+        starts = [(sections.index(first), category) for first, category in categories if first in sections]
+        ours = max((start for start in starts if start[0] <= sections.index("NewsPicGen")), default=(0, None))
+        assert ours[1] == "Stable Diffusion", (sections, categories)
+    ours = [line for line in watched.console if "newspicgen" in line.lower()]
+    assert not ours, ours
+    assert not watched.failed, watched.failed
+    if any(counts.values()):  # only then is the WebUI without us worth starting
+        baseline = badges_without_the_extension(webui.kind, webui.proxy, browser, tmp_path)
+        assert max(counts.values()) <= baseline, f"error badges with NewsPicGen {counts}, without {baseline}"
+
+
+def test_generate_send_to_txt2img_then_generate_writes_provenance(webui, watched):
+    watched.open()
+    page = watched.page
+    watched.tab("NewsPicGen")
+    page.fill("#newspicgen_title textarea", NEWS["title"])
+    page.fill("#newspicgen_content textarea", NEWS["content"])
+    page.click("#newspicgen_generate")
+    page.wait_for_function("document.querySelector('#newspicgen_infotext textarea').value.includes('NewsPicGen')",
+                           timeout=300_000)
+    positive = page.input_value("#newspicgen_positive textarea")
+    negative = page.input_value("#newspicgen_negative textarea")
+    infotext = page.input_value("#newspicgen_infotext textarea")
+    fields = dict(part.split(": ", 1) for part in infotext.splitlines()[-1].split(", ") if ": " in part)
+    page.click("#newspicgen_send_txt2img")
+    page.wait_for_function(f"document.querySelector('#txt2img_prompt textarea').value === {json.dumps(positive)}")
+    assert page.input_value("#txt2img_neg_prompt textarea") == negative
+    assert page.input_value("#txt2img_steps input[type=number]") == fields["Steps"]
+    assert page.input_value("#txt2img_cfg_scale input[type=number]") == fields["CFG scale"]
+    width, height = fields["Size"].split("x")
+    assert (page.input_value("#txt2img_width input[type=number]"),
+            page.input_value("#txt2img_height input[type=number]")) == (width, height)
+    assert page.input_value("#txt2img_sampling input") == fields["Sampler"]
+    for box, small in (("steps", "1"), ("width", "64"), ("height", "64")):  # a CPU-sized picture
+        page.fill(f"#txt2img_{box} input[type=number]", small)
+        page.press(f"#txt2img_{box} input[type=number]", "Enter")
+    page.wait_for_timeout(500)
+    page.click("#txt2img_generate")
+    page.wait_for_function("document.querySelector('#html_info_txt2img') && "
+                           "document.querySelector('#html_info_txt2img').textContent.includes('Steps: 1')",
+                           timeout=300_000)
+    assert "NewsPicGen type:" in page.text_content("#html_info_txt2img")
+    src = page.get_attribute("#txt2img_gallery img", "src")
+    png = watched.context.request.get(src if src.startswith("http") else webui.base + src).body()
+    parameters = png_parameters(png)
+    keyword = fields["NewsPicGen keyword"]
+    assert f"NewsPicGen type: {fields['NewsPicGen type']}" in parameters, parameters
+    assert f"NewsPicGen keyword: {keyword}" in parameters and f"NewsPicGen preset: {fields['NewsPicGen preset']}" \
+        in parameters, parameters
+
+
+def test_a_preset_dropped_into_the_user_folder_is_listed_after_reload(webui, watched):
+    from style_presets.store import PresetStore
+    folder = webui.data_dir / "newspicgen" / "presets"  # the default user folder
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"dropped-in-{webui.kind}"
+    (folder / f"{name}.json").write_text(PresetStore(folder).get(PRESET).copy_with(name=name).to_json(),
+                                         encoding="utf-8")
+    watched.open()  # a page (re)load
+    watched.page.click("#script_txt2img_newspicgen_accordion .label-wrap")  # the always-on accordion
+    assert name in watched.dropdown_options("#script_txt2img_newspicgen_preset")
+    watched.tab("NewsPicGen")
+    assert name in watched.dropdown_options("#newspicgen_preset")

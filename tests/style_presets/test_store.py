@@ -260,3 +260,14 @@ def test_fifo_and_symlink_to_a_device_are_refused_without_blocking(tmp_path):
     errors = _errors_by_file(store)
     assert errors["pipe.json"] == "not a regular file (a named pipe); remove it or replace it with a real file"
     assert errors["null.json"].startswith("not a regular file (a device)")
+
+
+def test_a_preset_dropped_into_the_user_folder_appears_on_refresh(tmp_path):
+    store = PresetStore(tmp_path)
+    assert not store.refresh(), "nothing changed on disk"
+    copy = store.get(store.names()[0]).copy_with(name="dropped in")
+    (tmp_path / "dropped in.json").write_text(copy.to_json(), encoding="utf-8")  # another process, by hand
+    assert "dropped in" not in store.names()
+    assert store.refresh() and "dropped in" in store.names()
+    (tmp_path / "dropped in.json").unlink()
+    assert store.refresh() and "dropped in" not in store.names()
