@@ -46,6 +46,9 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
                                            elem_id="newspicgen_n")
                         c["seed"] = gr.Number(label="Candidate seed (-1 = random)", value=-1, precision=0,
                                               elem_id="newspicgen_seed")
+                    c["rank"] = gr.Checkbox(label="Rank candidates by relevance to the article "
+                                                  "(needs the eval extra in the WebUI's Python)", value=False,
+                                            elem_id="newspicgen_rank")
                     more = gr.Button("Generate candidates", elem_id="newspicgen_more_button")
                     c["candidates"] = gr.Radio(label="Candidates (pick one to use it)", choices=[],
                                                elem_id="newspicgen_candidates")
@@ -82,7 +85,7 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
         wire(check.click, logic.check_server, [], ["status"])
         wire(generate.click, logic.generate, ["title", "content", "follow", "preset"],
              ["title", "content", *fields, "preset", "status"])
-        wire(more.click, logic.more_candidates, ["title", "content", "n", "seed"],
+        wire(more.click, logic.more_candidates, ["title", "content", "n", "seed", "rank"],
              ["title", "content", "candidates", "candidate_data", "status"])
         wire(c["candidates"].input, logic.pick_candidate, ["candidates", "candidate_data", "follow", "preset"],
              [*fields, "preset"], queue=False)

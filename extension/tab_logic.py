@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
+from newspicgen.relevance import ScorerUnavailable
 from prompt_server.client import ServerInfo
 from prompt_server.defaults import start_command
 from prompt_server.errors import PromptServerError, ServerUnreachable, redact_url
@@ -89,9 +90,10 @@ def fields_from_picture_prompt(pp: PicturePrompt) -> Dict[str, str]:
             "ch_keyword": pp.ch_keyword, "type": type_label(pp.type)}
 
 
-def candidate_label(index: int, pp: PicturePrompt) -> str:
+def candidate_label(index: int, pp: PicturePrompt, relevance: Optional[float] = None) -> str:
     text = pp.en_prompt if len(pp.en_prompt) <= 90 else pp.en_prompt[:89] + "…"
-    return f"#{index + 1} · {type_label(pp.type)} · {pp.en_keyword}: {text}"
+    score = f" · relevance {relevance:.3f}" if relevance is not None else ""
+    return f"#{index + 1}{score} · {type_label(pp.type)} · {pp.en_keyword}: {text}"
 
 
 class TabLogic:
@@ -162,7 +164,8 @@ class TabLogic:
             values.update(self._followed_preset(pp.type, preset))
         return Outcome(values)
 
-    def more_candidates(self, title: str, content: str, n: float, seed: float) -> Outcome:
+    def more_candidates(self, title: str, content: str, n: float, seed: float, rank: bool = False) -> Outcome:
+        """n seeded samples; with `rank`, the most relevant to the article first, each with its score."""
         title, content = split_article(title, content)
         split = {"title": title, "content": content}
         n = max(1, min(int(n or 1), 8))
@@ -172,16 +175,25 @@ class TabLogic:
         except Exception as exc:
             return Outcome({"status": f"🔴 {exc}"}, warning=str(exc))
         client = pipeline.client
+        news = News(title=title or "", content=content or "")
         try:
-            found = pipeline.candidates(News(title=title or "", content=content or ""), n, seed=base)
+            if rank:
+                ranked = pipeline.best_of(news, n, seed=base)
+                found, scores = [pp for _, pp in ranked], [score for score, _ in ranked]
+            else:
+                found, scores = pipeline.candidates(news, n, seed=base), [None] * n
+        except ScorerUnavailable as exc:
+            return Outcome({**split, "status": self._noted(client, f"⚠️ {exc}")}, warning=str(exc))
         except EmptyNewsError as exc:
             return Outcome({**split, "status": self._noted(client, f"⚠️ {exc}")}, warning=str(exc))
         except PromptServerError as exc:
             out = self._server_failed(client, exc)
             out.values.update(split)
             return out
-        note = f"{len(found)} candidates from seeds {base}–{base + len(found) - 1}; pick one to use it."
-        return Outcome({**split, "candidates": Choices([candidate_label(i, pp) for i, pp in enumerate(found)], None),
+        note = (f"{len(found)} candidates from seeds {base}–{base + len(found) - 1}"
+                + (", the most relevant to the article first" if rank else "") + "; pick one to use it.")
+        labels = [candidate_label(i, pp, score) for i, (pp, score) in enumerate(zip(found, scores, strict=True))]
+        return Outcome({**split, "candidates": Choices(labels, None),
                         "candidate_data": [pp.to_dict() for pp in found],
                         "status": self._status(client, note=note)})
 

