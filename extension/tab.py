@@ -46,8 +46,7 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
                                            elem_id="newspicgen_n")
                         c["seed"] = gr.Number(label="Candidate seed (-1 = random)", value=-1, precision=0,
                                               elem_id="newspicgen_seed")
-                    c["rank"] = gr.Checkbox(label="Rank candidates by relevance to the article "
-                                                  "(needs the eval extra in the WebUI's Python)", value=False,
+                    c["rank"] = gr.Checkbox(label="Rank candidates by relevance to the article", value=False,
                                             elem_id="newspicgen_rank")
                     more = gr.Button("Generate candidates", elem_id="newspicgen_more_button")
                     c["candidates"] = gr.Radio(label="Candidates (pick one to use it)", choices=[],

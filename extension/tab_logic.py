@@ -64,8 +64,8 @@ def status_markdown(info: Optional[ServerInfo], url: str, last_latency_ms: Optio
     else:
         reason = info.error.message if info.error else "no answer"
         text = (f"🔴 **Prompt server down or not ready** — {reason}\n\n"
-                f"Start it (in `{REPO_ROOT}`, or wherever the package is installed) with:\n\n"
-                f"```\n{start_command(urlparse(info.url).port)}\n```\n\n"
+                f"Start it in a terminal (it sets up its own environment on the first run):\n\n"
+                f"```\ncd {REPO_ROOT}\n{start_command(urlparse(info.url).port)}\n```\n\n"
                 "or fix the server URL in Settings → NewsPicGen.")
     return text + (f"\n\n{note}" if note else "")
 

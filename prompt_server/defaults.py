@@ -33,6 +33,12 @@ def default_server_url() -> str:
 
 
 def start_command(port: Optional[int] = None) -> str:
-    """The command that starts the prompt server, for hints shown to users."""
-    command = f"python -m prompt_server serve --model {DEFAULT_MODEL}"
-    return command + (f" --port {port}" if port and port != DEFAULT_PORT else "")
+    """README's command, for hints: in the NewsPicGen folder `make serve` builds the server's
+    own venv and starts it (the WebUI's python has no torch, so `python -m ...` there fails)."""
+    return "make serve" + (f" PORT={port}" if port and port != DEFAULT_PORT else "")
+
+
+def start_hint(port: Optional[int] = None) -> str:
+    shown = f" --port {port}" if port and port != DEFAULT_PORT else ""
+    return (f"start it with `{start_command(port)}` in the NewsPicGen folder "
+            f"(`newspicgen serve{shown}` where the package is pip-installed)")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, TypeVar
 from urllib.parse import urlparse
 
-from prompt_server.defaults import DEFAULT_PORT, ENV_API_KEY, start_command
+from prompt_server.defaults import DEFAULT_PORT, ENV_API_KEY, start_hint
 
 _EXCERPT_CHARS = 300
 T = TypeVar("T")
@@ -78,7 +78,7 @@ class ServerUnreachable(PromptServerError):
     def __init__(self, url: str, reason: str = ""):
         super().__init__(
             f"cannot reach the prompt server at {url}" + (f" ({reason})" if reason else ""),
-            f"start it with `{start_command(urlparse(url).port or DEFAULT_PORT)}` or fix the server URL", url)
+            f"{start_hint(urlparse(url).port or DEFAULT_PORT)}, or fix the server URL", url)
 
 
 class ServerTimeout(PromptServerError):

@@ -74,7 +74,7 @@ def test_prompt_server_down_is_503_with_the_start_command(closed_port_url):
     response = client_for(closed_port_url).post("/newspicgen/v1/prompt", json=NEWS)
     assert response.status_code == 503
     assert closed_port_url in response.json()["detail"]
-    assert "python -m prompt_server serve" in response.json()["detail"]
+    assert "make serve" in response.json()["detail"]
 
 
 def test_prompt_server_down_503_never_shows_the_urls_password(closed_port_url):

@@ -140,7 +140,7 @@ def test_alwayson_script_with_the_server_down_stub_webui(report):
     message = report["down_error"]
     assert message and message.startswith("NewsPicGen: cannot reach the prompt server")
     assert report["down_status"] == 503, "the WebUI's API answers with the exception's status_code"
-    assert "python -m prompt_server serve" in message, "the error says how to start the server"
+    assert "make serve" in message, "the error says how to start the server"
     assert report["prompt_after_error"] == "mine", "nothing the user typed is lost"
 
 

@@ -59,7 +59,7 @@ def test_status_names_engine_model_latency_or_the_start_command():
     assert "sglang" in text and "newspicgen" in text and "812 ms" in text
     down = ServerInfo("http://127.0.0.1:31234", False, error=ServerUnreachable("http://127.0.0.1:31234"))
     text = status_markdown(down, down.url)
-    assert "python -m prompt_server serve --model blacker521/NewsPicGen --port 31234" in text
+    assert "make serve PORT=31234" in text
     assert "cannot reach the prompt server at http://127.0.0.1:31234" in text
     assert "; start it with" not in text  # the reason, without the hint repeated above the command
 
@@ -86,7 +86,7 @@ def test_generate_with_the_server_down_warns_with_the_start_command_and_keeps_ev
     dead = f"http://127.0.0.1:{free_port()}"
     outcome = logic_for(dead, tmp_path).generate(NEWS_TITLE, NEWS_CONTENT, True, "ink-wash-figures")
     assert "cannot reach the prompt server" in outcome.warning
-    assert "python -m prompt_server serve --model blacker521/NewsPicGen" in outcome.values["status"]
+    assert "make serve" in outcome.values["status"]
     assert outcome.values["title"] == NEWS_TITLE and outcome.values["content"] == NEWS_CONTENT
     assert not {"en_prompt", "ch_prompt", "en_keyword", "ch_keyword", "type", "preset"} & set(outcome.values)
 

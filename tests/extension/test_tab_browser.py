@@ -253,7 +253,7 @@ def test_server_down_shows_start_command_and_keeps_the_news(apps, page):
     page.click("#newspicgen_generate")
     page.wait_for_function("document.querySelector('#newspicgen_status').innerText.includes('prompt_server serve')")
     status = page.inner_text("#newspicgen_status")
-    assert "python -m prompt_server serve --model blacker521/NewsPicGen" in status
+    assert "make serve" in status
     assert "down" in status
     # the warning toast (gr.Warning) names the cause too
     toast = page.wait_for_selector(".toast-body")

@@ -109,7 +109,7 @@ def test_server_down_names_the_url_and_the_command_to_start_it():
     url = f"http://127.0.0.1:{free_port()}"
     result = run_cli("--server", url, "--title", TITLE, "--content", CONTENT)
     assert result.returncode == 1
-    assert_one_line_error(result, url, "python -m prompt_server serve")
+    assert_one_line_error(result, url, "make serve")
 
 
 @pytest.mark.parametrize("via_env", [False, True])

@@ -291,7 +291,7 @@ def test_connection_refused_names_the_url_and_how_to_start_the_server():
         client.generate(SAMPLE_NEWS[0])
     text = str(info.value)
     assert f"http://127.0.0.1:{port}" in text and "refused" in text.lower()
-    assert f"python -m prompt_server serve --model blacker521/NewsPicGen --port {port}" in text
+    assert f"make serve PORT={port}" in text and f"newspicgen serve --port {port}" in text
     assert_one_line(info.value)
 
 
@@ -312,7 +312,7 @@ def test_health_of_a_server_that_is_down_is_not_ok_and_says_why():
     info = PromptClient(url, retries=0).health()
     assert info.ok is False and info.url == url
     assert isinstance(info.error, ServerUnreachable)
-    assert url in str(info.error) and "python -m prompt_server serve" in info.error.hint
+    assert url in str(info.error) and "make serve" in info.error.hint
 
 
 def test_generate_many_returns_failures_in_place_instead_of_raising():
