@@ -52,8 +52,13 @@ def build_model(folder: Path) -> None:
     from benchmarks.constraint_overhead import qwen_tokenizer, random_qwen_1_5b
     print(f"building a Qwen2.5-1.5B-shaped random model in {folder} ...", file=sys.stderr, flush=True)
     model = random_qwen_1_5b(torch.bfloat16, torch.device("cpu"))
+    tokenizer = qwen_tokenizer()
+    # Qwen2.5's own ids: SGLang's grammar backend needs the model's end-of-turn tokens
+    im_end, endoftext = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    model.config.eos_token_id = im_end
+    model.generation_config.eos_token_id = [im_end, endoftext]
     model.save_pretrained(folder)
-    qwen_tokenizer().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
 
 def messages(limit: int) -> List[List[dict]]:
