@@ -26,6 +26,7 @@ from prompt_server.defaults import (
 from prompt_server.errors import redact_url
 
 from .config import NewsPicGenConfig, approved_url, key_for, optional_text, parse_timeout
+from .messages import language_of, tr
 
 SECTION = ("newspicgen", "NewsPicGen")
 CATEGORY = "sd"  # the page is listed under "Stable Diffusion" instead of "Uncategorized"
@@ -43,36 +44,40 @@ def default_preset_dir(data_path: str) -> str:
     return os.path.join(data_path, "newspicgen", "presets")
 
 
-def env_notes(environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+def env_notes(environ: Optional[Mapping[str, str]] = None, language: str = "en") -> dict[str, str]:
     """Settings the environment overrides -> what the page says instead (never the key itself)."""
     env = os.environ if environ is None else environ
     notes = {}
     url = optional_text(env.get(ENV_SERVER_URL))
     if url:
-        notes[KEY_SERVER_URL] = (f"in use: {redact_url(url)}, from the {ENV_SERVER_URL} environment variable, "
-                                 "which overrides this")
+        notes[KEY_SERVER_URL] = tr(language, "in use: {url}, from the {env} environment variable, which overrides this",
+                                   url=redact_url(url), env=ENV_SERVER_URL)
     return notes
 
 
-def key_note(environ: Optional[Mapping[str, str]] = None) -> str:
+def key_note(environ: Optional[Mapping[str, str]] = None, language: str = "en") -> str:
     """What the page says about the API key (never the key itself)."""
     env = os.environ if environ is None else environ
     if optional_text(env.get(ENV_API_KEY)):
-        return f"API key: from {ENV_API_KEY}, sent only to {redact_url(approved_url(env))}"
-    return f"API key: none; start the WebUI with {ENV_API_KEY} (and {ENV_SERVER_URL}) if the server needs one"
+        return tr(language, "API key: from {env}, sent only to {url}", env=ENV_API_KEY,
+                  url=redact_url(approved_url(env)))
+    return tr(language, "API key: none; start the WebUI with {env} (and {env_url}) if the server needs one",
+              env=ENV_API_KEY, env_url=ENV_SERVER_URL)
 
 
-def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None) -> list[dict[str, Any]]:
+def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None,
+                 language: str = "en") -> list[dict[str, Any]]:
     """What to register, as plain data (the unit tests check it without a WebUI).
 
     A setting the environment overrides is shown read-only with the value in use:
     the page must not show one URL while requests go to another.
     """
-    notes = env_notes(environ)
+    notes = env_notes(environ, language)
+    key = key_note(environ, language)
     specs: list[dict[str, Any]] = [
         dict(key=KEY_SERVER_URL, default=DEFAULT_SERVER_URL, label="Prompt server URL",
-             info=f"SGLang or `python -m prompt_server serve`; "
-                  f"the {ENV_SERVER_URL} environment variable overrides this. {key_note(environ)}"),
+             info=tr(language, "SGLang or `python -m prompt_server serve`; the {env} environment variable "
+                               "overrides this", env=ENV_SERVER_URL) + f". {key}"),
         dict(key=KEY_TIMEOUT, default=int(DEFAULT_TIMEOUT_S), label="Prompt server timeout (seconds)", kind="number"),
         dict(key=KEY_MODE, default=DEFAULT_MODE, label="Output constraint", kind="dropdown", choices=list(MODES),
              info="regex for SGLang and the bundled engine; json_schema for other OpenAI-compatible servers"),
@@ -83,7 +88,7 @@ def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None) ->
     ]
     for spec in specs:
         if spec["key"] in notes:
-            spec.update(info=f"{notes[spec['key']]}. {key_note(environ)}", overridden=True)
+            spec.update(info=f"{notes[spec['key']]}. {key}", overridden=True)
     return specs
 
 
@@ -125,7 +130,8 @@ def register_settings() -> None:
     import gradio as gr
     from modules import paths_internal, shared  # only inside the WebUI
 
-    for spec in option_specs(paths_internal.data_path):
+    language = language_of(getattr(shared.opts, "localization", None))  # a new language needs a restart anyway
+    for spec in option_specs(paths_internal.data_path, language=language):
         kind = spec.get("kind")
         component: Any = None
         args: Any = None

@@ -23,7 +23,7 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
     import gradio as gr
 
     available = getattr(hooks, "available", None)
-    logic = TabLogic(get_config, available)
+    logic = TabLogic(get_config, available, hooks.language)
     editor = PresetEditor(get_config, logic._available)
     c: Dict[str, Any] = {}
     wire = make_wire(gr, c, notifier(gr, hooks))
@@ -46,9 +46,9 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
                                            elem_id="newspicgen_n")
                         c["seed"] = gr.Number(label="Candidate seed (-1 = random)", value=-1, precision=0,
                                               elem_id="newspicgen_seed")
-                    c["rank"] = gr.Checkbox(label="Rank candidates by relevance to the article "
-                                                  "(needs the eval extra in the WebUI's Python)", value=False,
-                                            elem_id="newspicgen_rank")
+                    c["rank"] = gr.Checkbox(
+                    label="Rank candidates by relevance to the article (needs the eval extra in the WebUI's Python)",
+                    value=False, elem_id="newspicgen_rank")
                     more = gr.Button("Generate candidates", elem_id="newspicgen_more_button")
                     c["candidates"] = gr.Radio(label="Candidates (pick one to use it)", choices=[],
                                                elem_id="newspicgen_candidates")

@@ -12,6 +12,7 @@ from style_presets.availability import Availability
 
 from .api import Txt2ImgUnavailable, mount_routes
 from .config import NewsPicGenConfig, key_withheld
+from .messages import language_of
 from .rewrite import provenance_args, ui_defaults, untouched_with
 from .settings import config_from_opts, register_settings
 from .webui_hooks import WebUIHooks
@@ -103,9 +104,15 @@ def warn(message: str) -> None:
         gr.Warning(message)
 
 
+def language() -> str:
+    """"zh" when the WebUI's Settings → User interface → Localization is a Chinese one, else "en"."""
+    from modules import shared
+    return language_of(getattr(shared.opts, "localization", None))
+
+
 def hooks() -> WebUIHooks:
-    return WebUIHooks(available=available, register_paste=register_paste, warn=warn, in_webui=True,
-                      preset_dropdowns=list(PRESET_DROPDOWNS))
+    return WebUIHooks(available=available, register_paste=register_paste, warn=warn, language=language,
+                      in_webui=True, preset_dropdowns=list(PRESET_DROPDOWNS))
 
 
 def _txt2img_endpoint(app: Any):
