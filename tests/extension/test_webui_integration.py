@@ -362,6 +362,16 @@ class Watched:
         self.page.keyboard.press("Escape")
         return options
 
+    def options_once_listed(self, selector: str, name: str, timeout: float = 60) -> list:
+        """The dropdown's options once `name` is among them, or as they are after `timeout` s
+        (the choices are refreshed by a page-load event that may finish after the page looks ready)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            options = self.dropdown_options(selector)
+            if name in options or time.monotonic() > deadline:
+                return options
+            self.page.wait_for_timeout(1000)
+
 
 @pytest.fixture
 def watched(browser, webui):
@@ -466,6 +476,6 @@ def test_a_preset_dropped_into_the_user_folder_is_listed_after_reload(webui, wat
                                          encoding="utf-8")
     watched.open()  # a page (re)load
     watched.page.click("#script_txt2img_newspicgen_accordion .label-wrap")  # the always-on accordion
-    assert name in watched.dropdown_options("#script_txt2img_newspicgen_preset")
+    assert name in watched.options_once_listed("#script_txt2img_newspicgen_preset", name)
     watched.tab("NewsPicGen")
-    assert name in watched.dropdown_options("#newspicgen_preset")
+    assert name in watched.options_once_listed("#newspicgen_preset", name)
