@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -93,13 +94,55 @@ def parse_timeout(value, source: str) -> float:
         raise ConfigError(f"{source} must be a number of seconds, got {value!r}") from None
 
 
+def origin(url: str) -> tuple:
+    """(scheme, host, port) of a URL, credentials and path left out; ports filled in."""
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: matches nothing
+        return (scheme, parts.netloc.lower(), None)
+    return (scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme))
+
+
+def approved_url(environ=None) -> str:
+    """The server NEWSPICGEN_API_KEY belongs to: NEWSPICGEN_SERVER_URL, else the default (loopback) URL."""
+    env = os.environ if environ is None else environ
+    return optional_text(env.get(ENV_SERVER_URL)) or DEFAULT_SERVER_URL
+
+
+def key_for(server_url: str, environ=None) -> Optional[str]:
+    """NEWSPICGEN_API_KEY if `server_url` is the server it was given for, else None.
+
+    The key only ever comes from the environment (the WebUI lists its settings to
+    API callers, and Forge lets them change any setting), and a URL changed on the
+    Settings page or through the options API never receives it.
+    """
+    env = os.environ if environ is None else environ
+    key = optional_text(env.get(ENV_API_KEY))
+    if key and origin(server_url) == origin(approved_url(env)):
+        return key
+    return None
+
+
+def key_withheld(server_url: str, environ=None) -> Optional[str]:
+    """One line when a key is set but not sent to `server_url` (cause and fix), else None."""
+    env = os.environ if environ is None else environ
+    if not optional_text(env.get(ENV_API_KEY)) or key_for(server_url, env):
+        return None
+    return (f"{ENV_API_KEY} is not sent to {redact_url(server_url)}: the key is only sent to "
+            f"{redact_url(approved_url(env))}; to use it with this server, start the WebUI with "
+            f"{ENV_SERVER_URL}={redact_url(server_url)}")
+
+
 def config_from_env(environ=None) -> NewsPicGenConfig:
     """Settings from NEWSPICGEN_* environment variables, defaults otherwise."""
     env = os.environ if environ is None else environ
     timeout = env.get(ENV_TIMEOUT)
+    url = approved_url(env)
     return NewsPicGenConfig(
-        server_url=optional_text(env.get(ENV_SERVER_URL)) or DEFAULT_SERVER_URL,
-        api_key=optional_text(env.get(ENV_API_KEY)),
+        server_url=url,
+        api_key=key_for(url, env),
         timeout=parse_timeout(timeout, ENV_TIMEOUT) if optional_text(timeout) else DEFAULT_TIMEOUT_S,
         mode=optional_text(env.get(ENV_MODE)) or DEFAULT_MODE,
         family=optional_text(env.get(ENV_FAMILY)),

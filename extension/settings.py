@@ -3,9 +3,11 @@
 `register_settings()` runs in `script_callbacks.on_ui_settings`;
 `config_from_opts()` turns `shared.opts` into a NewsPicGenConfig on every use, so
 a changed setting applies to the next request without a restart.
-Environment variables win over the settings page (NEWSPICGEN_SERVER_URL,
-NEWSPICGEN_API_KEY): a launcher script can point the WebUI at its server, and
-a key given that way never sits in the WebUI's config.json.
+NEWSPICGEN_SERVER_URL wins over the settings page, so a launcher script can
+point the WebUI at its server. The API key is never a setting: the WebUI lists
+every setting to its API callers (and Forge lets them change any), so the key
+comes only from NEWSPICGEN_API_KEY and goes only to the server it was given for
+(`config.key_for`).
 """
 from __future__ import annotations
 
@@ -21,14 +23,16 @@ from prompt_server.defaults import (
     ENV_SERVER_URL,
     MODES,
 )
+from prompt_server.errors import redact_url
 
-from .config import NewsPicGenConfig, optional_text, parse_timeout
+from .config import NewsPicGenConfig, approved_url, key_for, optional_text, parse_timeout
+from .messages import language_of, tr
 
 SECTION = ("newspicgen", "NewsPicGen")
 CATEGORY = "sd"  # the page is listed under "Stable Diffusion" instead of "Uncategorized"
 
 KEY_SERVER_URL = "newspicgen_server_url"
-KEY_API_KEY = "newspicgen_api_key"
+LEGACY_KEY_API_KEY = "newspicgen_api_key"  # a setting before the key moved to the environment
 KEY_TIMEOUT = "newspicgen_timeout"
 KEY_MODE = "newspicgen_mode"
 KEY_FAMILY = "newspicgen_family"
@@ -40,32 +44,40 @@ def default_preset_dir(data_path: str) -> str:
     return os.path.join(data_path, "newspicgen", "presets")
 
 
-def env_notes(environ: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+def env_notes(environ: Optional[Mapping[str, str]] = None, language: str = "en") -> dict[str, str]:
     """Settings the environment overrides -> what the page says instead (never the key itself)."""
     env = os.environ if environ is None else environ
     notes = {}
     url = optional_text(env.get(ENV_SERVER_URL))
     if url:
-        notes[KEY_SERVER_URL] = f"in use: {url}, from the {ENV_SERVER_URL} environment variable, which overrides this"
-    if optional_text(env.get(ENV_API_KEY)):
-        notes[KEY_API_KEY] = f"in use: the key from the {ENV_API_KEY} environment variable, which overrides this"
+        notes[KEY_SERVER_URL] = tr(language, "in use: {url}, from the {env} environment variable, which overrides this",
+                                   url=redact_url(url), env=ENV_SERVER_URL)
     return notes
 
 
-def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None) -> list[dict[str, Any]]:
+def key_note(environ: Optional[Mapping[str, str]] = None, language: str = "en") -> str:
+    """What the page says about the API key (never the key itself)."""
+    env = os.environ if environ is None else environ
+    if optional_text(env.get(ENV_API_KEY)):
+        return tr(language, "API key: from {env}, sent only to {url}", env=ENV_API_KEY,
+                  url=redact_url(approved_url(env)))
+    return tr(language, "API key: none; start the WebUI with {env} (and {env_url}) if the server needs one",
+              env=ENV_API_KEY, env_url=ENV_SERVER_URL)
+
+
+def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None,
+                 language: str = "en") -> list[dict[str, Any]]:
     """What to register, as plain data (the unit tests check it without a WebUI).
 
     A setting the environment overrides is shown read-only with the value in use:
     the page must not show one URL while requests go to another.
     """
-    notes = env_notes(environ)
+    notes = env_notes(environ, language)
+    key = key_note(environ, language)
     specs: list[dict[str, Any]] = [
         dict(key=KEY_SERVER_URL, default=DEFAULT_SERVER_URL, label="Prompt server URL",
-             info=f"SGLang or `python -m prompt_server serve`; "
-                  f"the {ENV_SERVER_URL} environment variable overrides this"),
-        dict(key=KEY_API_KEY, default="", label="Prompt server API key", kind="password",
-             info=f"sent as a Bearer token; empty if the server has none. The WebUI stores settings in plain "
-                  f"text and lists them to its API users: prefer the {ENV_API_KEY} environment variable"),
+             info=tr(language, "SGLang or `python -m prompt_server serve`; the {env} environment variable "
+                               "overrides this", env=ENV_SERVER_URL) + f". {key}"),
         dict(key=KEY_TIMEOUT, default=int(DEFAULT_TIMEOUT_S), label="Prompt server timeout (seconds)", kind="number"),
         dict(key=KEY_MODE, default=DEFAULT_MODE, label="Output constraint", kind="dropdown", choices=list(MODES),
              info="regex for SGLang and the bundled engine; json_schema for other OpenAI-compatible servers"),
@@ -76,21 +88,22 @@ def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None) ->
     ]
     for spec in specs:
         if spec["key"] in notes:
-            spec.update(info=notes[spec["key"]], overridden=True)
+            spec.update(info=f"{notes[spec['key']]}. {key}", overridden=True)
     return specs
 
 
 def config_from_opts(opts: Any, environ: Optional[Mapping[str, str]] = None) -> NewsPicGenConfig:
-    """NewsPicGenConfig from `shared.opts` (anything with attributes), env vars first."""
+    """NewsPicGenConfig from `shared.opts` (anything with attributes), env vars first; the key from env only."""
     env = os.environ if environ is None else environ
 
     def get(key: str, default: Any = None) -> Any:
         return getattr(opts, key, default)
 
     timeout = get(KEY_TIMEOUT, DEFAULT_TIMEOUT_S)
+    url = optional_text(env.get(ENV_SERVER_URL)) or optional_text(get(KEY_SERVER_URL)) or DEFAULT_SERVER_URL
     return NewsPicGenConfig(
-        server_url=optional_text(env.get(ENV_SERVER_URL)) or optional_text(get(KEY_SERVER_URL)) or DEFAULT_SERVER_URL,
-        api_key=optional_text(env.get(ENV_API_KEY)) or optional_text(get(KEY_API_KEY)),
+        server_url=url,
+        api_key=key_for(url, env),
         timeout=(parse_timeout(timeout, "Settings > NewsPicGen > timeout") if timeout not in (None, "")
                  else DEFAULT_TIMEOUT_S),
         mode=optional_text(get(KEY_MODE)) or DEFAULT_MODE,
@@ -117,13 +130,12 @@ def register_settings() -> None:
     import gradio as gr
     from modules import paths_internal, shared  # only inside the WebUI
 
-    for spec in option_specs(paths_internal.data_path):
+    language = language_of(getattr(shared.opts, "localization", None))  # a new language needs a restart anyway
+    for spec in option_specs(paths_internal.data_path, language=language):
         kind = spec.get("kind")
         component: Any = None
         args: Any = None
-        if kind == "password":
-            component, args = gr.Textbox, {"type": "password"}
-        elif kind == "number":
+        if kind == "number":
             component, args = gr.Number, {"precision": 0}
         elif kind == "dropdown":
             component, args = gr.Dropdown, {"choices": spec["choices"]}
@@ -132,9 +144,24 @@ def register_settings() -> None:
         if spec.get("overridden"):
             args = dict(args or {}, interactive=False)
         info = shared.OptionInfo(spec["default"], spec["label"], component, args, section=SECTION,
-                                 # the key cannot be set through POST /sdapi/v1/options (A1111 still
-                                 # lists all options on GET: NEWSPICGEN_API_KEY keeps it out of there)
-                                 restrict_api=(kind == "password"), category_id=CATEGORY)
+                                 category_id=CATEGORY)
         if spec.get("info"):
             info = info.info(spec["info"])
         shared.opts.add_option(spec["key"], info)
+    drop_legacy_key(shared.opts)
+
+
+def drop_legacy_key(opts: Any) -> bool:
+    """Forget a key an older version kept in Settings (the WebUI lists settings to API callers).
+
+    It is dropped from the options in memory, so GET /sdapi/v1/options no longer
+    shows it and the WebUI's next settings save removes it from config.json.
+    """
+    data = getattr(opts, "data", None)
+    if not isinstance(data, dict) or LEGACY_KEY_API_KEY not in data:
+        return False
+    had_key = bool(optional_text(data.pop(LEGACY_KEY_API_KEY)))
+    if had_key:
+        print(f"NewsPicGen: the API key in Settings is no longer used or shown; start the WebUI with "
+              f"{ENV_API_KEY}=... and {ENV_SERVER_URL}=<the server it belongs to>")
+    return had_key

@@ -15,6 +15,7 @@ from prompt_server.instruction import EmptyNewsError, News
 from prompt_server.schema import PicturePrompt, PictureType
 from style_presets.store import PresetNotFound
 
+from .messages import tr
 from .ui_events import Choices, Outcome, warnings_markdown
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,20 +54,22 @@ def split_article(title: str, content: str) -> Tuple[str, str]:
 
 
 def status_markdown(info: Optional[ServerInfo], url: str, last_latency_ms: Optional[float] = None,
-                    note: str = "") -> str:
+                    note: str = "", language: str = "en") -> str:
     """The status line: URL, engine, model, last latency; when down, the start command."""
     if info is None:
-        text = f"Prompt server `{url}` — not checked yet (press **Check server** or **Generate prompt**)."
+        text = tr(language, "Prompt server `{url}` — not checked yet (press **Check server** or **Generate prompt**).",
+                  url=url)
     elif info.ok:
         latency = f"{last_latency_ms:.0f} ms" if last_latency_ms is not None else "—"
-        text = (f"🟢 Prompt server `{info.url}` · engine `{info.engine or 'unknown'}` · "
-                f"model `{info.model or 'unknown'}` · last latency {latency}")
+        unknown = tr(language, "unknown")
+        text = tr(language, "🟢 Prompt server `{url}` · engine `{engine}` · model `{model}` · last latency {latency}",
+                  url=info.url, engine=info.engine or unknown, model=info.model or unknown, latency=latency)
     else:
-        reason = info.error.message if info.error else "no answer"
-        text = (f"🔴 **Prompt server down or not ready** — {reason}\n\n"
-                f"Start it in a terminal (it sets up its own environment on the first run):\n\n"
+        reason = info.error.message if info.error else tr(language, "no answer")
+        text = (tr(language, "🔴 **Prompt server down or not ready** — {reason}", reason=reason) + "\n\n"
+                + tr(language, "Start it in a terminal (it sets up its own environment on the first run):") + "\n\n"
                 f"```\ncd {REPO_ROOT}\n{start_command(urlparse(info.url).port)}\n```\n\n"
-                "or fix the server URL in Settings → NewsPicGen.")
+                + tr(language, "or fix the server URL in Settings → NewsPicGen."))
     return text + (f"\n\n{note}" if note else "")
 
 
@@ -99,10 +102,21 @@ def candidate_label(index: int, pp: PicturePrompt, relevance: Optional[float] = 
 class TabLogic:
     """The tab's behaviour; `get_config()` is read on every event so settings apply at once."""
 
-    def __init__(self, get_config: Callable[[], Any], available: Optional[Callable[[], Any]] = None):
+    def __init__(self, get_config: Callable[[], Any], available: Optional[Callable[[], Any]] = None,
+                 language: Optional[Callable[[], str]] = None):
         self.get_config = get_config
         self.available = available or (lambda: None)
+        self.language = language or (lambda: "en")  # the WebUI's opts.localization, read on every message
         self._info: Dict[str, ServerInfo] = {}
+
+    def _lang(self) -> str:
+        try:
+            return self.language()
+        except Exception:  # the language is a nicety; never fail an event on it
+            return "en"
+
+    def _t(self, template: str, **values: Any) -> str:
+        return tr(self._lang(), template, **values)
 
     # status
     def _status(self, client, note: str = "", force: bool = False) -> str:
@@ -110,18 +124,19 @@ class TabLogic:
         info = self._info.get(url)
         if force or info is None or not info.ok:
             info = self._info[url] = client.health()
-        return status_markdown(info, url, client.last_latency_ms, note)
+        return status_markdown(info, url, client.last_latency_ms, note, self._lang())
 
     def _noted(self, client, note: str) -> str:
         """The last known status plus a note, without asking the server."""
-        return status_markdown(self._info.get(client.base_url), client.base_url, client.last_latency_ms, note)
+        return status_markdown(self._info.get(client.base_url), client.base_url, client.last_latency_ms, note,
+                               self._lang())
 
     def initial_status(self) -> str:
         try:
             url = self.get_config().server_url
         except Exception as exc:  # a bad setting: say which
             return f"🔴 {exc}"
-        return status_markdown(None, redact_url(url))  # the setting as typed may hold a password
+        return status_markdown(None, redact_url(url), language=self._lang())  # the setting may hold a password
 
     def check_server(self) -> Outcome:
         try:
@@ -130,15 +145,15 @@ class TabLogic:
             return Outcome({"status": f"🔴 {exc}"}, warning=str(exc))
         text = self._status(client, force=True)
         info = self._info[client.base_url]
-        return Outcome({"status": text}, warning=None if info.ok else str(info.error or "not ready"))
+        return Outcome({"status": text}, warning=None if info.ok else str(info.error or self._t("not ready")))
 
     def _server_failed(self, client, exc: PromptServerError) -> Outcome:
         """A failed request: warn, and show the server status (with the start command when down)."""
         if isinstance(exc, ServerUnreachable):
             self._info[client.base_url] = ServerInfo(client.base_url, False, error=exc)
-            status = status_markdown(self._info[client.base_url], client.base_url)
+            status = status_markdown(self._info[client.base_url], client.base_url, language=self._lang())
         else:
-            status = self._status(client, note=f"Last request failed: {exc}", force=True)
+            status = self._status(client, note=self._t("Last request failed: {error}", error=exc), force=True)
         return Outcome({"status": status}, warning=str(exc))
 
     # generate
@@ -190,8 +205,12 @@ class TabLogic:
             out = self._server_failed(client, exc)
             out.values.update(split)
             return out
-        note = (f"{len(found)} candidates from seeds {base}–{base + len(found) - 1}"
-                + (", the most relevant to the article first" if rank else "") + "; pick one to use it.")
+        seeds = {"count": len(found), "first": base, "last": base + len(found) - 1}
+        if rank:
+            note = self._t("{count} candidates from seeds {first}–{last}, the most relevant to the article first; "
+                           "pick one to use it.", **seeds)
+        else:
+            note = self._t("{count} candidates from seeds {first}–{last}; pick one to use it.", **seeds)
         labels = [candidate_label(i, pp, score) for i, (pp, score) in enumerate(zip(found, scores, strict=True))]
         return Outcome({**split, "candidates": Choices(labels, None),
                         "candidate_data": [pp.to_dict() for pp in found],
@@ -202,7 +221,7 @@ class TabLogic:
             return Outcome()
         index = int(label.split(" ", 1)[0].lstrip("#")) - 1
         if not 0 <= index < len(data):
-            return Outcome(warning="that candidate is gone; press More candidates again")
+            return Outcome(warning=self._t("that candidate is gone; press More candidates again"))
         pp = PicturePrompt.from_dict(data[index])
         values: Dict[str, Any] = fields_from_picture_prompt(pp)
         if follow:
@@ -229,7 +248,8 @@ class TabLogic:
                 preset_name: str) -> Outcome:
         empty = {"positive": "", "negative": "", "infotext": ""}
         if not any((en_prompt, ch_prompt, en_keyword, ch_keyword)):
-            return Outcome({**empty, "preview_notes": "Generate a prompt (or type one) to see the composed prompt."})
+            note = self._t("Generate a prompt (or type one) to see the composed prompt.")
+            return Outcome({**empty, "preview_notes": note})
         try:
             pp = picture_prompt_from_fields((en_prompt, ch_prompt, en_keyword, ch_keyword, type_text))
             composed = self.get_config().pipeline().compose(pp, preset_name, available=self._available())

@@ -11,7 +11,8 @@ from typing import Any, Dict, List, Optional
 from style_presets.availability import Availability
 
 from .api import Txt2ImgUnavailable, mount_routes
-from .config import NewsPicGenConfig
+from .config import NewsPicGenConfig, key_withheld
+from .messages import language_of
 from .rewrite import provenance_args, ui_defaults, untouched_with
 from .settings import config_from_opts, register_settings
 from .webui_hooks import WebUIHooks
@@ -20,11 +21,18 @@ TAB_TITLE = "NewsPicGen"
 TAB_ID = "newspicgen"
 # The always-on script's preset dropdowns of the UI being built (emptied on each scripts load).
 PRESET_DROPDOWNS: List[Any] = []
+_WITHHELD_SAID: set = set()  # server URLs already told about (once each, not on every request)
 
 
 def get_config() -> NewsPicGenConfig:
     from modules import shared
-    return config_from_opts(shared.opts)
+    config = config_from_opts(shared.opts)
+    if config.server_url not in _WITHHELD_SAID:
+        _WITHHELD_SAID.add(config.server_url)
+        line = key_withheld(config.server_url)
+        if line:
+            print(f"NewsPicGen: {line}")
+    return config
 
 
 def preset_choices() -> List[str]:
@@ -96,9 +104,15 @@ def warn(message: str) -> None:
         gr.Warning(message)
 
 
+def language() -> str:
+    """"zh" when the WebUI's Settings → User interface → Localization is a Chinese one, else "en"."""
+    from modules import shared
+    return language_of(getattr(shared.opts, "localization", None))
+
+
 def hooks() -> WebUIHooks:
-    return WebUIHooks(available=available, register_paste=register_paste, warn=warn, in_webui=True,
-                      preset_dropdowns=list(PRESET_DROPDOWNS))
+    return WebUIHooks(available=available, register_paste=register_paste, warn=warn, language=language,
+                      in_webui=True, preset_dropdowns=list(PRESET_DROPDOWNS))
 
 
 def _txt2img_endpoint(app: Any):

@@ -27,6 +27,10 @@ def _no_paste(button: Any, tabname: str, infotext_component: Any) -> None:
     return None
 
 
+def _english() -> str:
+    return "en"
+
+
 def _log_warning(message: str) -> None:
     log.warning("%s", message)
 
@@ -47,6 +51,8 @@ class WebUIHooks:
                   wires the click after all tabs are built. Outside: no-op.
     warn(message): show a warning to the user (inside the WebUI: a gradio toast
                   and the console). Never pass secrets.
+    language():   "zh" or "en", from the WebUI's opts.localization, for messages
+                  built at run time (extension.messages). Outside: "en".
     in_webui:     True when the hooks are backed by a running WebUI.
     preset_dropdowns: preset dropdowns outside the tab (the always-on script's, with
                   "" = the type's default) that the tab refreshes with its own on
@@ -56,5 +62,6 @@ class WebUIHooks:
     available: Callable[[], Optional[Availability]] = field(default=_unknown_availability)
     register_paste: Callable[[Any, str, Any], None] = field(default=_no_paste)
     warn: Callable[[str], None] = field(default=_log_warning)
+    language: Callable[[], str] = field(default=_english)
     in_webui: bool = False
     preset_dropdowns: List[Any] = field(default_factory=list)

@@ -8,14 +8,15 @@ import pytest
 
 from extension.config import DEFAULT_SERVER_URL, ConfigError, NewsPicGenConfig, config_from_env
 from extension.settings import (
-    KEY_API_KEY,
     KEY_FAMILY,
     KEY_MODE,
     KEY_PRESET_DIR,
     KEY_SERVER_URL,
     KEY_TIMEOUT,
+    LEGACY_KEY_API_KEY,
     SECTION,
     config_from_opts,
+    drop_legacy_key,
     option_specs,
 )
 
@@ -70,31 +71,31 @@ def test_store_reads_the_configured_user_folder(tmp_path):
 def test_settings_section_and_defaults():
     specs = {spec["key"]: spec for spec in option_specs("/srv/webui")}
     assert SECTION == ("newspicgen", "NewsPicGen"), "the WebUI unpacks exactly (id, label)"
-    assert set(specs) == {KEY_SERVER_URL, KEY_API_KEY, KEY_TIMEOUT, KEY_MODE, KEY_FAMILY, KEY_PRESET_DIR}
+    assert set(specs) == {KEY_SERVER_URL, KEY_TIMEOUT, KEY_MODE, KEY_FAMILY, KEY_PRESET_DIR}, "no key setting"
     assert specs[KEY_SERVER_URL]["default"] == "http://127.0.0.1:30000"
-    assert specs[KEY_API_KEY]["kind"] == "password" and specs[KEY_API_KEY]["default"] == ""
+    assert "NEWSPICGEN_API_KEY" in specs[KEY_SERVER_URL]["info"]
     assert specs[KEY_MODE]["choices"] == ["regex", "json_schema"]
     # user presets live in the WebUI's data folder, not in the extension's (updates replace that)
     assert specs[KEY_PRESET_DIR]["default"] == os.path.join("/srv/webui", "newspicgen", "presets")
 
 
 def test_config_from_opts_uses_the_settings_page():
-    opts = SimpleNamespace(**{KEY_SERVER_URL: "http://box:30000", KEY_API_KEY: "key", KEY_TIMEOUT: 45,
+    opts = SimpleNamespace(**{KEY_SERVER_URL: "http://box:30000", LEGACY_KEY_API_KEY: "key", KEY_TIMEOUT: 45,
                               KEY_MODE: "json_schema", KEY_FAMILY: "ink-wash", KEY_PRESET_DIR: "/data/presets"})
     config = config_from_opts(opts, environ={})
     assert (config.server_url, config.api_key, config.timeout, config.mode, config.family, config.preset_dir) == (
-        "http://box:30000", "key", 45.0, "json_schema", "ink-wash", "/data/presets")
+        "http://box:30000", None, 45.0, "json_schema", "ink-wash", "/data/presets"), "a key in opts is never used"
 
 
 def test_environment_wins_over_the_settings_page():
-    opts = SimpleNamespace(**{KEY_SERVER_URL: "http://box:30000", KEY_API_KEY: "from-page"})
+    opts = SimpleNamespace(**{KEY_SERVER_URL: "http://box:30000", LEGACY_KEY_API_KEY: "from-page"})
     config = config_from_opts(opts, environ={"NEWSPICGEN_SERVER_URL": "http://env:1234",
                                              "NEWSPICGEN_API_KEY": "from-env"})
     assert (config.server_url, config.api_key) == ("http://env:1234", "from-env")
 
 
 def test_empty_settings_mean_defaults():
-    opts = SimpleNamespace(**{KEY_SERVER_URL: " ", KEY_API_KEY: "", KEY_TIMEOUT: "", KEY_MODE: "",
+    opts = SimpleNamespace(**{KEY_SERVER_URL: " ", KEY_TIMEOUT: "", KEY_MODE: "",
                               KEY_FAMILY: "", KEY_PRESET_DIR: ""})
     config = config_from_opts(opts, environ={})
     assert (config.server_url, config.api_key, config.timeout, config.mode, config.family, config.preset_dir) == (
@@ -113,5 +114,43 @@ def test_settings_page_says_which_values_the_environment_overrides():
     specs = {spec["key"]: spec for spec in option_specs("/srv/webui", environ={
         "NEWSPICGEN_SERVER_URL": "http://gpu-box:30000", "NEWSPICGEN_API_KEY": "s3cret"})}
     assert specs[KEY_SERVER_URL]["overridden"] and "in use: http://gpu-box:30000" in specs[KEY_SERVER_URL]["info"]
-    assert specs[KEY_API_KEY]["overridden"] and "s3cret" not in specs[KEY_API_KEY]["info"]
+    assert "s3cret" not in str(specs) and "sent only to http://gpu-box:30000" in specs[KEY_SERVER_URL]["info"]
     assert not specs[KEY_TIMEOUT].get("overridden")
+
+
+KEY_ENV = {"NEWSPICGEN_API_KEY": "s3cret"}
+
+
+@pytest.mark.parametrize("env_url, page_url, sent", [
+    (None, None, True),                                          # the default loopback server
+    (None, "http://127.0.0.1:30000/", True),                     # the same server, spelled with a slash
+    (None, "http://evil.example:30000", False),                  # the page (or Forge's options API) moved the URL
+    (None, "http://127.0.0.1:30001", False),                     # another port is another server
+    (None, "https://127.0.0.1:30000", False),                    # another scheme too
+    ("http://gpu-box:8000", "http://evil.example:1", True),      # the environment's URL wins over the page
+    ("http://GPU-box:80", None, True),                           # host case and an explicit default port
+])
+def test_the_key_goes_only_to_the_server_it_was_given_for(env_url, page_url, sent):
+    env = dict(KEY_ENV, **({"NEWSPICGEN_SERVER_URL": env_url} if env_url else {}))
+    opts = SimpleNamespace(**({KEY_SERVER_URL: page_url} if page_url else {}))
+    config = config_from_opts(opts, environ=env)
+    assert config.api_key == ("s3cret" if sent else None), config.server_url
+    assert (config.client().api_key == "s3cret") is sent
+
+
+def test_a_withheld_key_is_one_line_naming_cause_and_fix():
+    from extension.config import key_withheld
+    line = key_withheld("http://alice:pw@evil.example:30000", KEY_ENV)
+    assert line is not None and "\n" not in line
+    assert "http://127.0.0.1:30000" in line and "NEWSPICGEN_SERVER_URL=" in line
+    assert "s3cret" not in line and "pw" not in line
+    assert key_withheld("http://127.0.0.1:30000", KEY_ENV) is None and key_withheld("http://x:1", {}) is None
+
+
+def test_a_key_left_in_settings_by_an_older_version_is_dropped(capsys):
+    opts = SimpleNamespace(data={LEGACY_KEY_API_KEY: "old-key", KEY_TIMEOUT: 30})
+    assert drop_legacy_key(opts) is True
+    assert opts.data == {KEY_TIMEOUT: 30}, "GET /sdapi/v1/options no longer lists it; the next save removes it"
+    out = capsys.readouterr().out
+    assert "old-key" not in out and "NEWSPICGEN_API_KEY" in out
+    assert drop_legacy_key(opts) is False and drop_legacy_key(SimpleNamespace()) is False

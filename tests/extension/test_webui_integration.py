@@ -159,9 +159,20 @@ def test_config_has_the_newspicgen_tab_and_settings(webui):
     assert any(p.get("elem_id") == "tab_newspicgen" and p.get("label") == "NewsPicGen" for p in props), \
         "no NewsPicGen tab; see the WebUI log for 'NewsPicGen: the tab could not be built'"
     settings = {p.get("elem_id"): p for p in props if str(p.get("elem_id", "")).startswith("setting_newspicgen_")}
-    assert {"setting_newspicgen_server_url", "setting_newspicgen_api_key", "setting_newspicgen_timeout",
-            "setting_newspicgen_mode", "setting_newspicgen_family", "setting_newspicgen_preset_dir"} <= set(settings)
-    assert settings["setting_newspicgen_api_key"].get("type") == "password"
+    assert {"setting_newspicgen_server_url", "setting_newspicgen_timeout", "setting_newspicgen_mode",
+            "setting_newspicgen_family", "setting_newspicgen_preset_dir"} <= set(settings)
+    assert "setting_newspicgen_api_key" not in settings, "the key is never a setting (API callers list them)"
+
+
+def test_an_api_key_planted_through_the_options_api_is_never_sent(webui):
+    """Forge does not enforce restrict_api: whatever an API caller stores as a key must not reach a server."""
+    call(webui.base, "/sdapi/v1/options", {"newspicgen_api_key": "planted-key-123"})
+    del webui.proxy.sent[:]
+    status, body = call(webui.base, "/newspicgen/v1/prompt", {**NEWS, "seed": 3})
+    assert status == 200, body
+    sent = bytes(webui.proxy.sent)
+    assert b"/v1/chat/completions" in sent, "the request went through the proxy"
+    assert b"planted-key-123" not in sent and b"authorization:" not in sent.lower()
 
 
 def test_scripts_lists_newspicgen(webui):
@@ -351,6 +362,16 @@ class Watched:
         self.page.keyboard.press("Escape")
         return options
 
+    def options_once_listed(self, selector: str, name: str, timeout: float = 60) -> list:
+        """The dropdown's options once `name` is among them, or as they are after `timeout` s
+        (the choices are refreshed by a page-load event that may finish after the page looks ready)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            options = self.dropdown_options(selector)
+            if name in options or time.monotonic() > deadline:
+                return options
+            self.page.wait_for_timeout(1000)
+
 
 @pytest.fixture
 def watched(browser, webui):
@@ -388,7 +409,9 @@ def test_page_has_no_error_badges_and_settings_shows_the_url_in_use(webui, watch
     # Settings: our section, under a category, saying which URL requests go to
     page.locator("#tabs > .tab-nav > button", has_text="Settings").first.click()
     page.locator("#settings .tab-nav button", has_text="NewsPicGen").first.click()
-    assert page.get_by_text(f"in use: {webui.proxy.url}").first.is_visible()
+    in_use = page.get_by_text(f"in use: {webui.proxy.url}").first
+    in_use.wait_for(state="visible", timeout=30_000)  # gradio 4 renders the section after the click
+    assert in_use.is_visible()
     # opts._categories: [first section, category] per category, in page order
     categories = page.evaluate("typeof opts === 'object' ? opts._categories : null")
     if categories is not None:
@@ -453,6 +476,6 @@ def test_a_preset_dropped_into_the_user_folder_is_listed_after_reload(webui, wat
                                          encoding="utf-8")
     watched.open()  # a page (re)load
     watched.page.click("#script_txt2img_newspicgen_accordion .label-wrap")  # the always-on accordion
-    assert name in watched.dropdown_options("#script_txt2img_newspicgen_preset")
+    assert name in watched.options_once_listed("#script_txt2img_newspicgen_preset", name)
     watched.tab("NewsPicGen")
-    assert name in watched.dropdown_options("#newspicgen_preset")
+    assert name in watched.options_once_listed("#newspicgen_preset", name)

@@ -63,6 +63,7 @@ class SwitchableProxy:
         self._listener: socket.socket | None = None
         self._open: set = set()
         self._lock = threading.Lock()
+        self.sent = bytearray()  # everything clients sent through the proxy (to check what reached the server)
         self.up()
 
     @property
@@ -103,12 +104,15 @@ class SwitchableProxy:
                 continue
             with self._lock:
                 self._open.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, record in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, record), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, record: bool = False) -> None:
         try:
             while data := source.recv(65536):
+                if record:
+                    with self._lock:
+                        self.sent += data
                 sink.sendall(data)
         except OSError:
             pass
