@@ -251,7 +251,7 @@ def test_server_down_shows_start_command_and_keeps_the_news(apps, page):
     page.fill(_box("content"), news["content"])
     page.fill(_box("en_prompt"), "my own edited prompt")
     page.click("#newspicgen_generate")
-    page.wait_for_function("document.querySelector('#newspicgen_status').innerText.includes('prompt_server serve')")
+    page.wait_for_function("document.querySelector('#newspicgen_status').innerText.includes('make serve')")
     status = page.inner_text("#newspicgen_status")
     assert "make serve" in status
     assert "down" in status
