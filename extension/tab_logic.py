@@ -157,64 +157,61 @@ class TabLogic:
         return Outcome({"status": status}, warning=str(exc))
 
     # generate
-    def generate(self, title: str, content: str, follow: bool, preset: str) -> Outcome:
+    def _ask(self, title: str, content: str, ask: Callable[[Any, News], Any]) -> Tuple[Dict[str, str], Any, Any]:
+        """Run `ask(pipeline, news)` for the article on screen.
+
+        Returns (the title/content as split, the pipeline, the answer) or, on failure,
+        (split, None, an Outcome that warns and keeps everything typed).
+        """
         title, content = split_article(title, content)
         split = {"title": title, "content": content}
         try:
             pipeline = self.get_config().pipeline()
         except Exception as exc:
-            return Outcome({"status": f"🔴 {exc}"}, warning=str(exc))
-        client = pipeline.client
+            return split, None, Outcome({"status": f"🔴 {exc}"}, warning=str(exc))
         try:
-            pp = pipeline.picture_prompt(News(title=title or "", content=content or ""))
-        except EmptyNewsError as exc:
-            return Outcome({**split, "status": self._noted(client, f"⚠️ {exc}")}, warning=str(exc))
+            return split, pipeline, ask(pipeline, News(title=title or "", content=content or ""))
+        except (EmptyNewsError, ScorerUnavailable) as exc:
+            return split, None, Outcome({**split, "status": self._noted(pipeline.client, f"⚠️ {exc}")},
+                                        warning=str(exc))
         except PromptServerError as exc:
-            out = self._server_failed(client, exc)
+            out = self._server_failed(pipeline.client, exc)
             out.values.update(split)
-            return out
+            return split, None, out
+
+    def generate(self, title: str, content: str, follow: bool, preset: str) -> Outcome:
+        split, pipeline, pp = self._ask(title, content, lambda pipeline, news: pipeline.picture_prompt(news))
+        if pipeline is None:
+            return pp
         values: Dict[str, Any] = {**split, **fields_from_picture_prompt(pp)}
-        values["status"] = self._status(client)
+        values["status"] = self._status(pipeline.client)
         if follow:
             values.update(self._followed_preset(pp.type, preset))
         return Outcome(values)
 
     def more_candidates(self, title: str, content: str, n: float, seed: float, rank: bool = False) -> Outcome:
         """n seeded samples; with `rank`, the most relevant to the article first, each with its score."""
-        title, content = split_article(title, content)
-        split = {"title": title, "content": content}
         n = max(1, min(int(n or 1), 8))
         base = int(seed) if seed is not None and int(seed) >= 0 else random.randrange(2 ** 31)
-        try:
-            pipeline = self.get_config().pipeline()
-        except Exception as exc:
-            return Outcome({"status": f"🔴 {exc}"}, warning=str(exc))
-        client = pipeline.client
-        news = News(title=title or "", content=content or "")
-        try:
+
+        def ask(pipeline, news):  # [(relevance or None, prompt)]
             if rank:
-                ranked = pipeline.best_of(news, n, seed=base)
-                found, scores = [pp for _, pp in ranked], [score for score, _ in ranked]
-            else:
-                found, scores = pipeline.candidates(news, n, seed=base), [None] * n
-        except ScorerUnavailable as exc:
-            return Outcome({**split, "status": self._noted(client, f"⚠️ {exc}")}, warning=str(exc))
-        except EmptyNewsError as exc:
-            return Outcome({**split, "status": self._noted(client, f"⚠️ {exc}")}, warning=str(exc))
-        except PromptServerError as exc:
-            out = self._server_failed(client, exc)
-            out.values.update(split)
-            return out
+                return pipeline.best_of(news, n, seed=base)
+            return [(None, pp) for pp in pipeline.candidates(news, n, seed=base)]
+
+        split, pipeline, found = self._ask(title, content, ask)
+        if pipeline is None:
+            return found
         seeds = {"count": len(found), "first": base, "last": base + len(found) - 1}
         if rank:
             note = self._t("{count} candidates from seeds {first}–{last}, the most relevant to the article first; "
                            "pick one to use it.", **seeds)
         else:
             note = self._t("{count} candidates from seeds {first}–{last}; pick one to use it.", **seeds)
-        labels = [candidate_label(i, pp, score) for i, (pp, score) in enumerate(zip(found, scores, strict=True))]
+        labels = [candidate_label(i, pp, score) for i, (score, pp) in enumerate(found)]
         return Outcome({**split, "candidates": Choices(labels, None),
-                        "candidate_data": [pp.to_dict() for pp in found],
-                        "status": self._status(client, note=note)})
+                        "candidate_data": [pp.to_dict() for _, pp in found],
+                        "status": self._status(pipeline.client, note=note)})
 
     def pick_candidate(self, label: str, data: List[dict], follow: bool, preset: str) -> Outcome:
         if not label or not data:
