@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from newspicgen.cli import main
 from prompt_server.schema import PicturePrompt
 from tests.support import REPO
 from tests.support.jsonl import read_jsonl_lines
-from tests.support.loopback import LoopbackServer, free_port
+from tests.support.loopback import LoopbackServer, QuietHandler, free_port
 
 NEWS_DEV = REPO / "examples" / "news.jsonl"
 
@@ -136,25 +135,16 @@ class FaultProxy(LoopbackServer):
     die = close
 
 
-class _FaultHandler(BaseHTTPRequestHandler):
+class _FaultHandler(QuietHandler):
     server: FaultProxy
-    protocol_version = "HTTP/1.1"
 
-    def log_message(self, *args):
-        pass
 
-    def _send(self, status: int, body: bytes, content_type="application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def _forward(self, method: str, body: bytes = None) -> None:
         headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")}
         answer = requests.request(method, self.server.upstream + self.path, data=body, headers=headers,
                                   timeout=120)
-        self._send(answer.status_code, answer.content, answer.headers.get("Content-Type", "application/json"))
+        self.send(answer.status_code, answer.content, answer.headers.get("Content-Type", "application/json"))
 
     def do_GET(self):
         if self.server.dead:
@@ -174,13 +164,13 @@ class _FaultHandler(BaseHTTPRequestHandler):
             if fault:
                 server.injected.append(fault)
         if fault == "http500":
-            return self._send(500, b'{"object": "error", "message": "Internal server error: injected", '
+            return self.send(500, b'{"object": "error", "message": "Internal server error: injected", '
                                    b'"type": "InternalServerError", "code": 500}')
         if fault == "garbage":
-            return self._send(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+            return self.send(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
         if fault == "invalid":
             content = json.dumps({"ch_keyword": "半截"})
-            return self._send(200, json.dumps({"choices": [{"index": 0, "message": {
+            return self.send(200, json.dumps({"choices": [{"index": 0, "message": {
                 "role": "assistant", "content": content}, "finish_reason": "stop"}]}).encode())
         if fault == "hang":  # longer than the client's timeout, then drop the connection
             time.sleep(server.hang_s)
@@ -253,28 +243,18 @@ def test_still_failing_articles_keep_one_line_with_the_attempt_number(tmp_path, 
     assert not read_lines(out / "prompts.jsonl")
 
 
-class _HealthyBut500(BaseHTTPRequestHandler):
+class _HealthyBut500(QuietHandler):
     """Passes the start-up probe, then fails every chat request with a 500."""
 
-    protocol_version = "HTTP/1.1"
 
-    def log_message(self, *args):
-        pass
 
-    def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self):
-        self._send(200, {"data": [{"id": "newspicgen", "owned_by": "test"}]} if self.path == "/v1/models" else {})
+        self.send(200, {"data": [{"id": "newspicgen", "owned_by": "test"}]} if self.path == "/v1/models" else {})
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self._send(500, {"object": "error", "message": "engine crashed", "code": 500})
+        self.send(500, {"object": "error", "message": "engine crashed", "code": 500})
 
 
 def test_failed_jsonl_never_records_the_urls_password(tmp_path, capsys):

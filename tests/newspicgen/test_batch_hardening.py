@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import requests
@@ -20,7 +19,7 @@ import requests
 from newspicgen.cli import main
 from tests.support import REPO
 from tests.support.jsonl import read_jsonl_lines
-from tests.support.loopback import LoopbackServer, free_port, stop_process
+from tests.support.loopback import LoopbackServer, QuietHandler, free_port, stop_process
 
 
 def batch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -47,19 +46,10 @@ def two_articles(path: Path) -> Path:
     return write_rows(path, [{"id": f"a{i}", "title": f"第{i}条", "content": f"第{i}条新闻的内容。"} for i in range(2)])
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server: LoopbackServer
 
-    def log_message(self, *args):
-        pass
 
-    def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
 
 class HungServer(LoopbackServer):
@@ -76,8 +66,8 @@ class _HungHandler(_Handler):
 
     def do_GET(self):
         if self.path == "/v1/models":
-            return self._send(200, b'{"data": [{"id": "newspicgen", "owned_by": "fake"}]}')
-        self._send(200, b"{}")
+            return self.send(200, b'{"data": [{"id": "newspicgen", "owned_by": "fake"}]}')
+        self.send(200, b"{}")
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -102,7 +92,7 @@ class _FlakyHandler(_Handler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))) if method == "POST" else None
         answer = requests.request(method, self.server.upstream + self.path, data=body, timeout=120,
                                   headers={"Content-Type": "application/json"})
-        self._send(answer.status_code, answer.content)
+        self.send(answer.status_code, answer.content)
 
     def do_GET(self):
         if self.path == "/health":
@@ -112,7 +102,7 @@ class _FlakyHandler(_Handler):
                 if fault == "drop":
                     self.close_connection = True
                     return None
-                return self._send(fault, b'{"error": "busy"}')
+                return self.send(fault, b'{"error": "busy"}')
         self._forward("GET")
 
     def do_POST(self):

@@ -12,13 +12,12 @@ import struct
 import threading
 import time
 import zlib
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from newspicgen.webui_client import WebUIClient, WebUIError, add_text_chunk, parse_auth, safe_stem, save_picture
 from tests.support.jsonl import read_jsonl_lines
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 
 def tiny_png(width: int = 4, height: int = 3) -> bytes:
@@ -67,19 +66,10 @@ class FakeWebUI(LoopbackServer):
         self.lock = threading.Lock()
 
 
-class _FakeWebUIHandler(BaseHTTPRequestHandler):
+class _FakeWebUIHandler(QuietHandler):
     server: FakeWebUI
 
-    def log_message(self, *args):
-        pass
 
-    def _send(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _authorized(self) -> bool:
         expected = "Basic " + base64.b64encode(self.server.auth.encode()).decode() if self.server.auth else None
@@ -88,23 +78,23 @@ class _FakeWebUIHandler(BaseHTTPRequestHandler):
     def do_GET(self):
         self.server.gets.append(self.path)
         if not self._authorized():
-            return self._send(401, {"detail": "Incorrect username or password"})
+            return self.send(401, {"detail": "Incorrect username or password"})
         if self.path.startswith("/sdapi/v1/progress"):
-            return self._send(200, {"progress": 0.0, "eta_relative": 0.0, "state": {}, "current_image": None})
+            return self.send(200, {"progress": 0.0, "eta_relative": 0.0, "state": {}, "current_image": None})
         if self.path == "/sdapi/v1/loras":
-            return self._send(200, [{"name": n, "alias": n, "path": f"/m/{n}.safetensors", "metadata": {}}
+            return self.send(200, [{"name": n, "alias": n, "path": f"/m/{n}.safetensors", "metadata": {}}
                                     for n in self.server.loras])
         if self.path == "/sdapi/v1/embeddings":
-            return self._send(200, {"loaded": {n: {"step": None, "shape": 768, "vectors": 1}
+            return self.send(200, {"loaded": {n: {"step": None, "shape": 768, "vectors": 1}
                                                for n in self.server.embeddings}, "skipped": {}})
-        self._send(404, {"detail": "Not Found"})
+        self.send(404, {"detail": "Not Found"})
 
     def do_POST(self):
         payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path != "/sdapi/v1/txt2img":
-            return self._send(404, {"detail": "Not Found"})
+            return self.send(404, {"detail": "Not Found"})
         if not self._authorized():
-            return self._send(401, {"detail": "Incorrect username or password"})
+            return self.send(401, {"detail": "Incorrect username or password"})
         with self.server.lock:
             self.server.in_flight += 1
             self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
@@ -113,13 +103,13 @@ class _FakeWebUIHandler(BaseHTTPRequestHandler):
             time.sleep(self.server.delay)  # gives overlapping requests a chance to show up
             word = self.server.fail_prompts_with
             if word and word in payload["prompt"]:
-                return self._send(500, {"error": "OutOfMemoryError", "detail": "",
+                return self.send(500, {"error": "OutOfMemoryError", "detail": "",
                                         "errors": "CUDA out of memory. Tried to allocate 2.00 GiB"})
             seed = payload.get("seed", -1)
             seed = 1234567 if seed in (-1, None) else seed
             infotext = (f"{payload['prompt']}\nNegative prompt: {payload.get('negative_prompt', '')}\n"
                         f"Steps: {payload.get('steps', 20)}, Seed: {seed}")
-            self._send(200, {"images": [base64.b64encode(tiny_png()).decode()], "parameters": payload,
+            self.send(200, {"images": [base64.b64encode(tiny_png()).decode()], "parameters": payload,
                              "info": json.dumps({"seed": seed, "infotexts": [infotext]})})
         finally:
             with self.server.lock:

@@ -1,10 +1,11 @@
 """Loopback helpers shared by the tests: free ports, stopping subprocesses, test servers."""
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import threading
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def free_port() -> int:
@@ -22,6 +23,23 @@ def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """Base of the tests' fake servers: no access log, and `send(status, body)` for JSON or bytes."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, status: int, body, content_type: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 class LoopbackServer(ThreadingHTTPServer):
