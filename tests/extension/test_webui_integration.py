@@ -363,8 +363,15 @@ class Watched:
         return self.page.evaluate(ERROR_BADGES)
 
     def dropdown_options(self, selector: str) -> list:
-        self.page.click(f"{selector} input")
-        self.page.wait_for_selector(f"{selector} ul.options", timeout=10_000)
+        for attempt in range(3):  # the page-load refresh of the choices may close a list just opened
+            self.page.click(f"{selector} input")
+            try:
+                self.page.wait_for_selector(f"{selector} ul.options", timeout=10_000)
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+                self.page.keyboard.press("Escape")
         options = self.page.eval_on_selector_all(f"{selector} ul.options li", "els => els.map(e => e.textContent.trim())")
         options = [o.lstrip("✓").strip() for o in options]  # gradio marks the selected option with ✓
         self.page.keyboard.press("Escape")
