@@ -52,8 +52,10 @@ class NewsPicGenScript(scripts.Script):
                                  choices=webui.preset_choices(), value="", allow_custom_value=True,
                                  elem_id=self.elem_id("preset"))
             webui.PRESET_DROPDOWNS.append(preset)  # the tab refreshes its choices on every page load
-            # Filled by "Send to txt2img" from the tab's infotext; see rewrite.SCRIPT_ARGS.
-            hidden = [gr.Textbox(visible=False, elem_id=self.elem_id(f"from_{i}")) for i in range(4)]
+            # Filled by "Send to txt2img" from the tab's infotext; see rewrite.SCRIPT_ARGS. The value ""
+            # is needed: the WebUI's paste converts with type(component.value), and gradio 4's (Forge's)
+            # Textbox defaults to None, which made the paste skip these boxes.
+            hidden = [gr.Textbox("", visible=False, elem_id=self.elem_id(f"from_{i}")) for i in range(4)]
         self.infotext_fields = list(zip(hidden, (*PROVENANCE_KEYS, PROVENANCE_PROMPT), strict=True))
         return [enabled, title, content, preset, *hidden]
 

@@ -63,8 +63,12 @@ def start_command(kind: str, port: int, data_dir: Path) -> list:
     ours = ["--api", "--data-dir", str(data_dir)]
     if kind == "forge":  # with --data-dir Forge would look for checkpoints there
         ckpt_dir = str(Path(FORGE_DIR) / "models" / "Stable-diffusion")
+        # Forge's gradio 4 serves /file= only from --gradio-allowed-path, which defaults to the data
+        # folder alone: with a data folder of its own, Forge's javascript/, script.js and style.css
+        # answer 403 and the page runs without its scripts (no Settings hints, no tab switch on Send).
+        # Users without --data-dir have Forge's folder there; give the test's Forge the same.
         return [str(Path(FORGE_DIR) / "venv" / "bin" / "python"), "launch.py", *FORGE_ARGS, "--port", str(port),
-                *ours, "--ckpt-dir", ckpt_dir]
+                *ours, "--ckpt-dir", ckpt_dir, "--gradio-allowed-path", str(Path(FORGE_DIR).resolve())]
     start = os.environ.get("NEWSPICGEN_WEBUI_START")
     if start:
         return [start, str(port), *ours]
@@ -345,6 +349,10 @@ class Watched:
     def open(self) -> None:
         self.page.goto(self.base + "/", wait_until="domcontentloaded")
         self.page.wait_for_selector("#txt2img_prompt textarea", state="visible", timeout=180_000)
+        # the WebUI's own scripts (ui.js: Send's tab switch, Settings hints); a page served
+        # without them tests nothing a user sees
+        assert self.page.evaluate("typeof switch_to_txt2img === 'function' && typeof opts === 'object'"), \
+            "the WebUI's javascript/ did not load (403 from /file=? see --gradio-allowed-path)"
         self.page.wait_for_timeout(3000)  # the WebUI's own load events (settings values, ...)
 
     def tab(self, name: str) -> None:
@@ -355,8 +363,15 @@ class Watched:
         return self.page.evaluate(ERROR_BADGES)
 
     def dropdown_options(self, selector: str) -> list:
-        self.page.click(f"{selector} input")
-        self.page.wait_for_selector(f"{selector} ul.options", timeout=10_000)
+        for attempt in range(3):  # the page-load refresh of the choices may close a list just opened
+            self.page.click(f"{selector} input")
+            try:
+                self.page.wait_for_selector(f"{selector} ul.options", timeout=10_000)
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+                self.page.keyboard.press("Escape")
         options = self.page.eval_on_selector_all(f"{selector} ul.options li", "els => els.map(e => e.textContent.trim())")
         options = [o.lstrip("✓").strip() for o in options]  # gradio marks the selected option with ✓
         self.page.keyboard.press("Escape")
