@@ -18,19 +18,16 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from newspicgen.cli import main as cli_main  # noqa: E402
-from tests.support.loopback import free_port, stop_process  # noqa: E402
+from tests.support.local_server import running_local  # noqa: E402
 from tests.support.tiny_model import build_tiny_model  # noqa: E402
 
 SAMPLE = REPO / "examples" / "news.jsonl"
@@ -44,33 +41,10 @@ def articles(count: int) -> list:
             for i in range(count)]
 
 
-@contextlib.contextmanager
 def local_server(model_dir: Path, max_batch_size: int, threads: int | None):
-    port = free_port()
-    env = dict(os.environ)
-    if threads:  # fewer torch threads spin less when other processes hold the CPUs
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, "-m", "prompt_server", "serve", "--engine", "local", "--model", str(model_dir),
-           "--host", "127.0.0.1", "--port", str(port), "--max-batch-size", str(max_batch_size)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited: {proc.stderr.read()[-2000:]}")
-            try:
-                if requests.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not become ready in 300 s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        stop_process(proc)
+    # fewer torch threads spin less when other processes hold the CPUs; None: torch's default
+    return running_local(model_dir, "--max-batch-size", str(max_batch_size),
+                         threads=str(threads) if threads else None, timeout=300)
 
 
 def one_run(url: str, news: Path, work: Path, concurrency: int, seed: int) -> tuple:

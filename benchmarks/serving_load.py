@@ -17,7 +17,6 @@ import contextlib
 import ipaddress
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from prompt_server.schema import output_regex  # noqa: E402
-from tests.support.loopback import free_port, stop_process  # noqa: E402
+from tests.support.local_server import running_local  # noqa: E402
 
 NEWS = ("以下是一篇新闻，标题“候鸟南迁 湿地公园观鸟人数创新高”。"
         "新闻内容：随着气温下降，大批白鹭、灰鹤和野鸭陆续飞抵城郊湿地公园越冬。"
@@ -56,27 +55,9 @@ def tiny_server(max_batch_size: int):
 
     with tempfile.TemporaryDirectory(prefix="newspicgen-load-") as tmp:
         model = build_tiny_model(Path(tmp) / "model")
-        port = free_port()
-        env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-        proc = subprocess.Popen([sys.executable, "-m", "prompt_server", "serve", "--engine", "local",
-                                 "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-                                 "--max-batch-size", str(max_batch_size)],
-                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 300
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit(f"server exited: {proc.stderr.read()[-2000:]}")
-                with contextlib.suppress(requests.RequestException):
-                    if requests.get(url + "/health", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise SystemExit("server did not become ready in 300 s")
-                time.sleep(0.2)
+        with running_local(model, "--max-batch-size", str(max_batch_size),
+                           threads=os.environ.get("OMP_NUM_THREADS", "1"), timeout=300) as url:
             yield url
-        finally:
-            stop_process(proc)
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Tuple, Union
 
-from newspicgen.relevance import rank_by_relevance
+from newspicgen.relevance import rank_by_relevance, relevance_scorer
 from prompt_server.client import PromptClient
 from prompt_server.instruction import News
 from prompt_server.schema import PicturePrompt
@@ -42,8 +42,7 @@ class Pipeline:
         The scorer is the optional `eval` extra: without it this raises
         ScorerUnavailable naming the install command, before any sample is made.
         """
-        from newspicgen.relevance import relevance_scorer
-        scorer = relevance_scorer()
+        scorer = relevance_scorer()  # first: a missing extra fails before any sampling
         return rank_by_relevance(news, self.candidates(news, n, seed=seed), scorer)
 
     def preset_for(self, picture_type: str, preset: Optional[str] = None) -> StylePreset:
