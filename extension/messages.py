@@ -9,7 +9,7 @@ Nothing here imports gradio or `modules`.
 from __future__ import annotations
 
 import string
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 ZH: Dict[str, str] = {
     "Prompt server `{url}` — not checked yet (press **Check server** or **Generate prompt**).":
@@ -38,6 +38,30 @@ ZH: Dict[str, str] = {
     "API key: from {env}, sent only to {url}": "API 密钥：来自 {env}，只发送给 {url}",
     "API key: none; start the WebUI with {env} (and {env_url}) if the server needs one":
         "API 密钥：未设置；服务器需要密钥时，请用 {env}（及 {env_url}）启动 WebUI",
+    # the preset editor (button names as the localized page shows them)
+    "**{name}** is a built-in preset (read-only). Type a name for a copy and press **Duplicate preset** "
+    "to get an editable user preset.":
+        "**{name}** 是内置预设（只读）。输入副本名称并点击 **复制预设**，即可得到可编辑的用户预设。",
+    "**{name}** is a user preset: `{path}`": "**{name}** 是用户预设：`{path}`",
+    "Deleted **{name}** (backup: `{path}`). Its JSON stays here; **Save preset** restores it.":
+        "已删除 **{name}**（备份：`{path}`）。它的 JSON 仍在此处；点击 **保存预设** 即可恢复。",
+    "Duplicated as **{name}**: `{path}`": "已复制为 **{name}**：`{path}`",
+    "Saved **{name}** to `{path}`": "已将 **{name}** 保存到 `{path}`",
+    "Your unsaved edits are back; **Save preset** keeps them.": "未保存的修改已恢复；点击 **保存预设** 即可保留。",
+    "Your unsaved edits to **{name}** are kept: pick it again to get them back.":
+        "对 **{name}** 未保存的修改已保留：再次选择它即可找回。",
+    "a preset named {name} already exists; pick another name": "已存在名为 {name} 的预设；请换一个名称",
+    "cannot duplicate as {name}: {error}": "无法复制为 {name}：{error}",
+    "pick a LoRA from the list first, then press **Add LoRA to the preset**":
+        "请先从列表中选择一个 LoRA，再点击 **将 LoRA 加入预设**",
+    "pick a user preset to delete": "请选择要删除的用户预设",
+    "preset not saved: {error}": "预设未保存：{error}",
+    "the form cannot write into this JSON: mend it in **Preset JSON** first (your form edit stays in the form)":
+        "表单无法写入这段 JSON：请先在 **预设 JSON** 中修正（表单中的修改会保留）",
+    "type a name for the copy, then press **Duplicate preset**": "请输入副本名称，再点击 **复制预设**",
+    "valid": "有效",
+    "{name} is a built-in preset; change its name (or use **Duplicate preset**) to save your own copy":
+        "{name} 是内置预设；请修改名称（或使用 **复制预设**）以保存你自己的副本",
 }
 CATALOGS: Dict[str, Dict[str, str]] = {"zh": ZH}
 
@@ -55,3 +79,20 @@ def placeholders(template: str) -> set:
 def tr(language: str, template: str, **values: Any) -> str:
     """`template` in `language` (English when there is no translation), filled with `values`."""
     return CATALOGS.get(language, {}).get(template, template).format(**values)
+
+
+class Translator:
+    """tr() in the language the WebUI has now: `language()` is read on every message, as the
+    user may switch the localization; English when it fails (a nicety never fails an event)."""
+
+    def __init__(self, language: Optional[Callable[[], str]] = None):
+        self._language = language or (lambda: "en")
+
+    def language(self) -> str:
+        try:
+            return self._language()
+        except Exception:
+            return "en"
+
+    def __call__(self, template: str, **values: Any) -> str:
+        return tr(self.language(), template, **values)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict
 
-from .preset_editor import PresetEditor, build_preset_editor
+from .preset_editor import FORM_OUTPUTS, PresetEditor, build_preset_editor
 from .tab_logic import FIELDS, TabLogic, type_choices
 from .ui_events import make_wire, notifier
 
@@ -22,9 +22,8 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
     """
     import gradio as gr
 
-    available = getattr(hooks, "available", None)
-    logic = TabLogic(get_config, available)
-    editor = PresetEditor(get_config, logic._available)
+    logic = TabLogic.from_hooks(get_config, hooks)
+    editor = PresetEditor.from_hooks(get_config, logic._available, hooks)
     c: Dict[str, Any] = {}
     wire = make_wire(gr, c, notifier(gr, hooks))
     in_webui = hooks is not None and getattr(hooks, "in_webui", False)
@@ -102,7 +101,8 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
         def refresh_presets() -> Any:
             return editor.refresh(len(external))
 
-        wire(tab.load, refresh_presets, [], ["preset", "editor_pick", *(f"external_preset_{i}" for i in
-                                                                        range(len(external)))], queue=False)
+        wire(tab.load, refresh_presets, [],
+             ["preset", "editor_pick", "form_lora_pick", *FORM_OUTPUTS,
+              *(f"external_preset_{i}" for i in range(len(external)))], queue=False)
     return tab
 

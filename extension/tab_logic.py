@@ -15,7 +15,7 @@ from prompt_server.instruction import EmptyNewsError, News
 from prompt_server.schema import PicturePrompt, PictureType
 from style_presets.store import PresetNotFound
 
-from .messages import tr
+from .messages import Translator, tr
 from .ui_events import Choices, Outcome, warnings_markdown
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -106,17 +106,16 @@ class TabLogic:
                  language: Optional[Callable[[], str]] = None):
         self.get_config = get_config
         self.available = available or (lambda: None)
-        self.language = language or (lambda: "en")  # the WebUI's opts.localization, read on every message
+        self._t = Translator(language)
         self._info: Dict[str, ServerInfo] = {}
 
-    def _lang(self) -> str:
-        try:
-            return self.language()
-        except Exception:  # the language is a nicety; never fail an event on it
-            return "en"
+    @classmethod
+    def from_hooks(cls, get_config: Callable[[], Any], hooks: Any = None) -> TabLogic:
+        """The tab's logic connected to the WebUI's hooks (extension.webui_hooks.WebUIHooks)."""
+        return cls(get_config, getattr(hooks, "available", None), getattr(hooks, "language", None))
 
-    def _t(self, template: str, **values: Any) -> str:
-        return tr(self._lang(), template, **values)
+    def _lang(self) -> str:
+        return self._t.language()
 
     # status
     def _status(self, client, note: str = "", force: bool = False) -> str:

@@ -17,15 +17,17 @@ log = logging.getLogger("newspicgen")
 
 @dataclass
 class Choices:
-    """A new choice list (and value) for a dropdown or radio."""
+    """A new choice list and value (a list for a multiselect) for a dropdown or radio;
+    interactivity too unless None."""
     choices: List[str]
-    value: Optional[str]
+    value: Any
+    interactive: Optional[bool] = None
 
 
 @dataclass
 class Editable:
-    """A new value (None: keep the text) and interactivity for a textbox."""
-    value: Optional[str]
+    """A new value (None: keep what is there) and interactivity for a field or button."""
+    value: Any
     interactive: bool
 
 
@@ -41,7 +43,9 @@ def warnings_markdown(warnings: List[str]) -> str:
 
 def to_gradio(gr, value: Any) -> Any:
     if isinstance(value, Choices):
-        return gr.update(choices=value.choices, value=value.value)
+        if value.interactive is None:
+            return gr.update(choices=value.choices, value=value.value)
+        return gr.update(choices=value.choices, value=value.value, interactive=value.interactive)
     if isinstance(value, Editable):
         if value.value is None:
             return gr.update(interactive=value.interactive)

@@ -76,6 +76,17 @@ def available() -> Optional[Availability]:
     return Availability(loras=loras, embeddings=embeddings)
 
 
+def samplers() -> List[str]:
+    from modules import sd_samplers
+    return list(sd_samplers.visible_sampler_names())
+
+
+def schedulers() -> List[str]:
+    """Schedule types as txt2img shows them (labels: "Karras"); the API takes them too."""
+    from modules import sd_schedulers
+    return [scheduler.label for scheduler in sd_schedulers.schedulers]
+
+
 def untouched(is_img2img: bool) -> Dict[str, Any]:
     """Which txt2img/img2img values count as "left at the default" in this WebUI."""
     from modules import shared
@@ -112,7 +123,8 @@ def language() -> str:
 
 def hooks() -> WebUIHooks:
     return WebUIHooks(available=available, register_paste=register_paste, warn=warn, language=language,
-                      in_webui=True, preset_dropdowns=list(PRESET_DROPDOWNS))
+                      samplers=samplers, schedulers=schedulers, in_webui=True,
+                      preset_dropdowns=list(PRESET_DROPDOWNS))
 
 
 def _txt2img_endpoint(app: Any):

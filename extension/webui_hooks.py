@@ -27,6 +27,10 @@ def _no_paste(button: Any, tabname: str, infotext_component: Any) -> None:
     return None
 
 
+def _none_listed() -> List[str]:
+    return []
+
+
 def _english() -> str:
     return "en"
 
@@ -51,6 +55,8 @@ class WebUIHooks:
                   wires the click after all tabs are built. Outside: no-op.
     warn(message): show a warning to the user (inside the WebUI: a gradio toast
                   and the console). Never pass secrets.
+    samplers(), schedulers():  the names the WebUI's txt2img lists (sampler names,
+                  schedule type labels), for the preset editor's pickers. Outside: [].
     language():   "zh" or "en", from the WebUI's opts.localization, for messages
                   built at run time (extension.messages). Outside: "en".
     in_webui:     True when the hooks are backed by a running WebUI.
@@ -62,6 +68,8 @@ class WebUIHooks:
     available: Callable[[], Optional[Availability]] = field(default=_unknown_availability)
     register_paste: Callable[[Any, str, Any], None] = field(default=_no_paste)
     warn: Callable[[str], None] = field(default=_log_warning)
+    samplers: Callable[[], List[str]] = field(default=_none_listed)
+    schedulers: Callable[[], List[str]] = field(default=_none_listed)
     language: Callable[[], str] = field(default=_english)
     in_webui: bool = False
     preset_dropdowns: List[Any] = field(default_factory=list)

@@ -81,7 +81,8 @@ def apps(local_server_url, tmp_path_factory):
     loras, embeddings = preset_dir.parent / "loras.json", preset_dir.parent / "embeddings.json"
     loras.write_text(json.dumps([{"name": "inkstyle", "alias": "inkstyle", "path": "x", "metadata": {}}]))
     embeddings.write_text(json.dumps({"loaded": {}, "skipped": {}}))
-    live = _start_app(local_server_url, preset_dir, "--loras", str(loras), "--embeddings", str(embeddings))
+    live = _start_app(local_server_url, preset_dir, "--loras", str(loras), "--embeddings", str(embeddings),
+                      "--samplers", "Euler a,DPM++ 2M", "--schedulers", "Automatic,Karras")
     dead = _start_app(dead_url, preset_dir)
     try:
         for started in (live, dead):
@@ -268,6 +269,7 @@ def test_preset_editor_duplicates_validates_saves_and_deletes(apps, page):
     live_url, _, preset_dir = apps
     page.goto(live_url, wait_until="domcontentloaded")
     page.click("#newspicgen_editor")  # the accordion
+    page.click("#newspicgen_editor_json_view")  # and its JSON view
     pick_dropdown(page, "editor_pick", "newspicgen-comic-person")
     wait_value(page, "editor_json", "v.includes('\"name\": \"newspicgen-comic-person\"')")
     assert page.is_disabled(_box("editor_json"))  # built-ins are read-only
@@ -323,3 +325,50 @@ def test_preset_editor_duplicates_validates_saves_and_deletes(apps, page):
     assert not saved.exists()
     assert (preset_dir / "my-comic.json.bak").exists()
     assert "woodcut print" in value(page, "editor_json")  # Save would bring it back
+
+
+def test_preset_editor_form_writes_the_preset_with_the_webuis_lists(apps, page):
+    live_url, _, preset_dir = apps
+    page.goto(live_url, wait_until="domcontentloaded")
+    page.click("#newspicgen_editor")
+    pick_dropdown(page, "editor_pick", "newspicgen-comic-animal")
+    wait_value(page, "form_steps", "v === '25'")
+    assert page.is_disabled(_box("form_template")) and page.is_disabled("#newspicgen_form_add_lora")
+    assert page.is_checked('#newspicgen_form_types input[type=checkbox] >> nth=0')  # 1 animal
+
+    page.fill(_box("editor_new_name"), "form-made")
+    page.click("#newspicgen_editor_duplicate")
+    page.wait_for_function("document.querySelector('#newspicgen_editor_msg').innerText.includes('Duplicated')")
+    settle(page)
+    assert page.is_enabled(_box("form_template")) and value(page, "form_name") == "form-made"
+
+    # typed fields, a checkbox, the WebUI's sampler list and its LoRA list with a weight
+    page.fill(_box("form_template"), "woodcut print, {prompt}")
+    page.fill(_box("form_steps"), "30")
+    page.click('#newspicgen_form_types label:has-text("2 person")')
+    pick_dropdown(page, "form_sampler", "Euler a")
+    pick_dropdown(page, "form_lora_pick", "inkstyle")
+    page.fill("#newspicgen_form_lora_weight input[type=number]", "0.6")
+    page.press("#newspicgen_form_lora_weight input[type=number]", "Enter")
+    settle(page)
+    page.click("#newspicgen_form_add_lora")
+    wait_value(page, "form_loras", "v === 'inkstyle:0.6'")
+    wait_value(page, "editor_positive", "v.startsWith('woodcut print, ') && v.includes('<lora:inkstyle:0.6>')")
+    settle(page)
+    shown = json.loads(value(page, "editor_json"))
+    assert shown["settings"]["steps"] == 30 and shown["settings"]["sampler_name"] == "Euler a"
+    assert shown["types"] == ["1", "2"] and shown["loras"] == [{"name": "inkstyle", "weight": 0.6}]
+
+    # an invalid value is named, and kept where it was typed
+    page.fill(_box("form_width"), "1001")
+    page.wait_for_function("document.querySelector('#newspicgen_editor_check').innerText.includes('multiple of 8')")
+    assert value(page, "form_width") == "1001"
+    page.fill(_box("form_width"), "")
+    page.wait_for_function("document.querySelector('#newspicgen_editor_check').innerText.includes('✅')")
+    settle(page)
+
+    page.click("#newspicgen_editor_save")
+    page.wait_for_function("document.querySelector('#newspicgen_editor_msg').innerText.includes('Saved')")
+    saved = json.loads((preset_dir / "form-made.json").read_text(encoding="utf-8"))
+    assert saved["prompt"] == "woodcut print, {prompt}" and saved["settings"]["steps"] == 30
+    assert saved["settings"]["width"] is None and saved["loras"] == [{"name": "inkstyle", "weight": 0.6}]
