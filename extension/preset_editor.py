@@ -22,7 +22,7 @@ from style_presets.store import PresetError, PresetNotFound
 from .messages import Translator
 from .preset_form import NAMES, form_data, form_values, set_lora
 from .tab_logic import type_choices
-from .ui_events import Choices, Editable, Outcome, warnings_markdown
+from .ui_events import Choices, Editable, NewChoices, Outcome, warnings_markdown
 
 # What the editor previews a preset on (with the preset's own first type).
 SAMPLE_PROMPT = {
@@ -32,6 +32,8 @@ SAMPLE_PROMPT = {
 }
 # What `PresetEditor._form` fills: the form's fields, and its Add LoRA button (off for built-ins).
 FORM_OUTPUTS = [*NAMES, "form_add_lora"]
+# The pickers whose choices come from the WebUI (refreshed on every page load).
+PICKERS = ["form_lora_pick", "form_embeddings", "form_negative_embeddings", "form_sampler", "form_scheduler"]
 EMPTY_SETTING = "empty: the WebUI's value"  # the settings' placeholder (a key in localizations/*.json)
 
 
@@ -143,12 +145,16 @@ class PresetEditor:
         """Fresh choices for every preset dropdown and picker (on page load): presets saved or
         dropped into the user folder since show up without a restart, and the WebUI's LoRAs,
         embeddings, samplers and schedulers as they are now. `external` dropdowns (the
-        always-on script's) get "" (= the type's default) first."""
+        always-on script's) get "" (= the type's default) first. The form's values stay: a
+        preset picked while the page was loading must not be wiped."""
         names = self.names()
         available = self._available()
+        embeddings = NewChoices(sorted(available.embeddings) if available else [])
         return Outcome({"preset": Choices(names, None), "editor_pick": Choices(names, None),
-                        "form_lora_pick": Choices(sorted(available.loras) if available else [], None),
-                        **self._form({}, True),
+                        "form_lora_pick": NewChoices(sorted(available.loras) if available else []),
+                        "form_embeddings": embeddings, "form_negative_embeddings": embeddings,
+                        "form_sampler": NewChoices(["", *_listed(self.samplers)]),
+                        "form_scheduler": NewChoices(["", *_listed(self.schedulers)]),
                         **{f"external_preset_{i}": Choices([""] + names, "") for i in range(external)}})
 
     def load(self, name: str, text: str = "", state: Optional[dict] = None) -> Outcome:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict
 
-from .preset_editor import FORM_OUTPUTS, PresetEditor, build_preset_editor
+from .preset_editor import PICKERS, PresetEditor, build_preset_editor
 from .tab_logic import FIELDS, TabLogic, type_choices
 from .ui_events import make_wire, notifier
 
@@ -102,7 +102,7 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
             return editor.refresh(len(external))
 
         wire(tab.load, refresh_presets, [],
-             ["preset", "editor_pick", "form_lora_pick", *FORM_OUTPUTS,
+             ["preset", "editor_pick", *PICKERS,
               *(f"external_preset_{i}" for i in range(len(external)))], queue=False)
     return tab
 

@@ -25,6 +25,12 @@ class Choices:
 
 
 @dataclass
+class NewChoices:
+    """A new choice list for a dropdown; what is chosen stays."""
+    choices: List[str]
+
+
+@dataclass
 class Editable:
     """A new value (None: keep what is there) and interactivity for a field or button."""
     value: Any
@@ -46,6 +52,8 @@ def to_gradio(gr, value: Any) -> Any:
         if value.interactive is None:
             return gr.update(choices=value.choices, value=value.value)
         return gr.update(choices=value.choices, value=value.value, interactive=value.interactive)
+    if isinstance(value, NewChoices):
+        return gr.update(choices=value.choices)
     if isinstance(value, Editable):
         if value.value is None:
             return gr.update(interactive=value.interactive)

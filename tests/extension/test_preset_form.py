@@ -10,10 +10,10 @@ import json
 import pytest
 
 from extension.config import NewsPicGenConfig
-from extension.preset_editor import FORM_OUTPUTS, PresetEditor, preset_text
+from extension.preset_editor import FORM_OUTPUTS, PICKERS, PresetEditor, preset_text
 from extension.preset_form import NAMES, form_data, form_values, parse_lora_lines, set_lora
 from extension.tab_logic import TabLogic
-from extension.ui_events import Choices, Editable
+from extension.ui_events import Choices, Editable, NewChoices
 from extension.webui_hooks import WebUIHooks
 from style_presets.availability import Availability
 from style_presets.store import PresetStore
@@ -149,10 +149,12 @@ def test_a_new_preset_can_be_made_from_the_form_alone(tmp_path):
     assert json.loads((tmp_path / "ink birds.json").read_text(encoding="utf-8"))["embeddings"] == ["style-ink"]
 
 
-def test_page_load_lists_the_webuis_loras_samplers_and_schedulers(tmp_path):
+def test_page_load_lists_the_webuis_lists_and_leaves_the_form_alone(tmp_path):
     out = editor_for(tmp_path).refresh().values
-    assert out["form_lora_pick"] == Choices(["add_detail", "film grain"], None)
-    assert out["form_sampler"].choices == ["", *SAMPLERS] and out["form_scheduler"].choices == ["", *SCHEDULERS]
+    assert out["form_lora_pick"] == NewChoices(["add_detail", "film grain"])
+    assert out["form_embeddings"] == NewChoices(["EasyNegative", "style-ink"])
+    assert out["form_sampler"] == NewChoices(["", *SAMPLERS]) and out["form_scheduler"] == NewChoices(["", *SCHEDULERS])
+    assert set(out) & set(FORM_OUTPUTS) <= set(PICKERS), "a preset picked while the page loads stays"
     unknown = editor_for(tmp_path, available=None).refresh().values
     assert unknown["form_lora_pick"].choices == [] and unknown["form_embeddings"].choices == []
 

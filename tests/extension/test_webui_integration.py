@@ -41,6 +41,7 @@ FORGE_ARGS = ["--always-cpu", "--skip-torch-cuda-test", "--skip-version-check", 
               "--skip-prepare-environment", "--skip-install"]
 NEWS = {"title": "大熊猫宝宝首次亮相", "content": "成都大熊猫繁育研究基地的大熊猫宝宝今天首次与游客见面，吸引了大批游客。"}
 PRESET = "newspicgen-comic-person"
+TEST_LORA = "newspicgen-test-lora"
 KINDS = {"a1111": (WEBUI_DIR, "NEWSPICGEN_WEBUI_DIR"), "forge": (FORGE_DIR, "NEWSPICGEN_FORGE_DIR")}
 
 
@@ -93,12 +94,21 @@ def wait_until_up(base: str, process: subprocess.Popen, log: Path, timeout: floa
     pytest.fail(f"the WebUI did not start within {timeout:.0f} s:\n{log.read_text(errors='replace')[-6000:]}")
 
 
+def write_empty_lora(path: Path) -> None:
+    """A safetensors file holding no tensors: the WebUI lists it as a LoRA (its header is all
+    it reads until a prompt uses it), so the editor's LoRA picker has something to offer."""
+    header = b'{"__metadata__":{}}'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+
+
 def start_webui(kind: str, tmp: Path, server_url: str, with_extension: bool = True):
     from tests.support.loopback import free_port
     data_dir = tmp / "data"
     (data_dir / "extensions").mkdir(parents=True)
     if with_extension:
         (data_dir / "extensions" / "newspicgen").symlink_to(REPO)
+    write_empty_lora(data_dir / "models" / "Lora" / f"{TEST_LORA}.safetensors")
     port, log = free_port(), tmp / "webui.log"
     env = dict(os.environ, NEWSPICGEN_SERVER_URL=server_url, PYTHONUNBUFFERED="1", GRADIO_ANALYTICS_ENABLED="False",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -377,6 +387,22 @@ class Watched:
         self.page.keyboard.press("Escape")
         return options
 
+    def pick(self, selector: str, option: str) -> None:
+        """Choose `option` in a dropdown the way a user does (gradio 3.41 and 4.40 lists)."""
+        for attempt in range(3):  # the page-load refresh of the choices may close a list just opened
+            self.page.evaluate("document.activeElement && document.activeElement.blur()")  # a list opens on focus
+            self.page.click(f"{selector} input")
+            try:
+                self.page.wait_for_selector(f"{selector} ul.options li", timeout=10_000)
+                items = self.page.locator(f"{selector} ul.options li").all()
+                texts = [item.text_content().lstrip("✓").strip() for item in items]
+                items[texts.index(option)].click(timeout=10_000)
+                return
+            except Exception:
+                if attempt == 2:
+                    raise
+                self.page.keyboard.press("Escape")
+
     def options_once_listed(self, selector: str, name: str, timeout: float = 60) -> list:
         """The dropdown's options once `name` is among them, or as they are after `timeout` s
         (the choices are refreshed by a page-load event that may finish after the page looks ready)."""
@@ -494,3 +520,50 @@ def test_a_preset_dropped_into_the_user_folder_is_listed_after_reload(webui, wat
     assert name in watched.options_once_listed("#script_txt2img_newspicgen_preset", name)
     watched.tab("NewsPicGen")
     assert name in watched.options_once_listed("#newspicgen_preset", name)
+
+
+def test_preset_editor_form_offers_the_webuis_lists_and_saves_what_is_picked(webui, watched):
+    page = watched.page
+    watched.open()
+    samplers = watched.dropdown_options("#txt2img_sampling")
+    schedulers = watched.dropdown_options("#txt2img_scheduler")
+    watched.tab("NewsPicGen")
+    page.click("#newspicgen_editor .label-wrap")
+    page.click("#newspicgen_editor_json_view .label-wrap")
+    watched.pick("#newspicgen_editor_pick", PRESET)
+    page.wait_for_function("document.querySelector('#newspicgen_form_steps textarea').value === '25'")
+    assert page.is_disabled("#newspicgen_form_template textarea"), "built-ins are read-only"
+    assert page.is_disabled("#newspicgen_form_sampler input")
+
+    name = f"form-{webui.kind}"
+    page.fill("#newspicgen_editor_new_name textarea", name)
+    page.click("#newspicgen_editor_duplicate")
+    page.wait_for_function("document.querySelector('#newspicgen_editor_msg').innerText.includes('Duplicated')")
+    page.wait_for_function("!document.querySelector('#newspicgen_form_template textarea').disabled")
+    # the pickers list what this WebUI's txt2img lists, and the LoRAs in its folder
+    assert [o for o in watched.dropdown_options("#newspicgen_form_sampler") if o] == samplers
+    assert [o for o in watched.dropdown_options("#newspicgen_form_scheduler") if o] == schedulers
+    assert watched.options_once_listed("#newspicgen_form_lora_pick", TEST_LORA) == [TEST_LORA]
+    watched.pick("#newspicgen_form_lora_pick", TEST_LORA)
+    weight = "#newspicgen_form_lora_weight input[type=number]"
+    page.fill(weight, "0.7")
+    page.press(weight, "Enter")
+    page.wait_for_timeout(500)
+    page.click("#newspicgen_form_add_lora")
+    page.wait_for_function(f"document.querySelector('#newspicgen_form_loras textarea').value === '{TEST_LORA}:0.7'")
+    watched.pick("#newspicgen_form_sampler", "Euler")
+    page.fill("#newspicgen_form_steps textarea", "30")
+    page.wait_for_function("(() => { const v = document.querySelector('#newspicgen_editor_json textarea').value;"
+                           " return v.includes('\"steps\": 30') && v.includes('\"sampler_name\": \"Euler\"'); })()")
+    positive = page.input_value("#newspicgen_editor_positive textarea")
+    assert f"<lora:{TEST_LORA}:0.7>" in positive
+    assert TEST_LORA not in page.inner_text("#newspicgen_editor_check"), "the WebUI has it: nothing to warn about"
+    page.wait_for_timeout(500)
+    page.click("#newspicgen_editor_save")
+    page.wait_for_function("document.querySelector('#newspicgen_editor_msg').innerText.includes('Saved')")
+    saved = json.loads((webui.data_dir / "newspicgen" / "presets" / f"{name}.json").read_text(encoding="utf-8"))
+    assert saved["settings"]["steps"] == 30 and saved["settings"]["sampler_name"] == "Euler"
+    assert saved["loras"] == [{"name": TEST_LORA, "weight": 0.7}]
+    assert name in watched.dropdown_options("#newspicgen_preset")
+    ours = [line for line in watched.console if "newspicgen" in line.lower()]
+    assert not ours and not watched.failed, (ours, watched.failed)
