@@ -9,7 +9,12 @@ Nothing here imports gradio or `modules`.
 from __future__ import annotations
 
 import string
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
+from urllib.parse import urlparse
+
+from prompt_server.defaults import ENV_API_KEY, start_command
+from prompt_server.errors import AuthenticationError, PromptServerError, ServerTimeout, ServerUnreachable
+from prompt_server.instruction import EmptyNewsError
 
 ZH: Dict[str, str] = {
     "Prompt server `{url}` — not checked yet (press **Check server** or **Generate prompt**).":
@@ -62,6 +67,22 @@ ZH: Dict[str, str] = {
     "valid": "有效",
     "{name} is a built-in preset; change its name (or use **Duplicate preset**) to save your own copy":
         "{name} 是内置预设；请修改名称（或使用 **复制预设**）以保存你自己的副本",
+    # the prompt server's errors a tab user meets (others stay in English: they quote the server)
+    "cannot reach the prompt server at {url}": "无法连接提示词服务器 {url}",
+    "start it with `{command}` in the NewsPicGen folder, or fix the server URL":
+        "请在 NewsPicGen 文件夹中用 `{command}` 启动它，或修改服务器地址",
+    "the prompt server at {url} did not answer within {timeout} s": "提示词服务器 {url} 在 {timeout} 秒内没有应答",
+    "it may still be loading the model or be busy; retry, or raise the timeout (the NewsPicGen settings)":
+        "它可能仍在加载模型或正忙；请重试，或调大超时（NewsPicGen 设置）",
+    "the prompt server at {url} refused the API key (HTTP {status})":
+        "提示词服务器 {url} 拒绝了 API 密钥（HTTP {status}）",
+    "the prompt server at {url} requires an API key (HTTP {status})":
+        "提示词服务器 {url} 需要 API 密钥（HTTP {status}）",
+    "set the server's API key: the {env} environment variable, or the NewsPicGen settings in the WebUI":
+        "请设置服务器的 API 密钥：环境变量 {env}，或 WebUI 中的 NewsPicGen 设置",
+    "the news is empty after cleaning (no text left once HTML, control and zero-width characters are removed); "
+    "paste a title or content":
+        "清理后新闻为空（去除 HTML、控制字符和零宽字符后没有剩余文字）；请粘贴标题或正文",
 }
 CATALOGS: Dict[str, Dict[str, str]] = {"zh": ZH}
 
@@ -96,3 +117,37 @@ class Translator:
 
     def __call__(self, template: str, **values: Any) -> str:
         return tr(self.language(), template, **values)
+
+
+def error_parts(exc: BaseException, language: str) -> Tuple[str, str]:
+    """(what happened, what to do) for an error, in `language`. English is the error's own
+    text; the errors a tab user meets most have a translation, the rest stay English."""
+    if language == "en" or language not in CATALOGS:
+        return (exc.message, exc.hint) if isinstance(exc, PromptServerError) else (str(exc), "")
+    if isinstance(exc, ServerUnreachable) and exc.url:
+        message = tr(language, "cannot reach the prompt server at {url}", url=exc.url)
+        return (message + (f" ({exc.reason})" if exc.reason else ""),
+                tr(language, "start it with `{command}` in the NewsPicGen folder, or fix the server URL",
+                   command=start_command(urlparse(exc.url).port)))
+    if isinstance(exc, ServerTimeout) and exc.url:
+        return (tr(language, "the prompt server at {url} did not answer within {timeout} s",
+                   url=exc.url, timeout=f"{exc.timeout:g}"),
+                tr(language, "it may still be loading the model or be busy; retry, or raise the timeout "
+                             "(the NewsPicGen settings)"))
+    if isinstance(exc, AuthenticationError) and exc.url:
+        message = (tr(language, "the prompt server at {url} refused the API key (HTTP {status})",
+                      url=exc.url, status=exc.status) if exc.has_key else
+                   tr(language, "the prompt server at {url} requires an API key (HTTP {status})",
+                      url=exc.url, status=exc.status))
+        return message, tr(language, "set the server's API key: the {env} environment variable, or the "
+                                     "NewsPicGen settings in the WebUI", env=ENV_API_KEY)
+    if isinstance(exc, EmptyNewsError) and str(exc) == EmptyNewsError.DEFAULT:
+        return tr(language, EmptyNewsError.DEFAULT), ""
+    return error_parts(exc, "en")
+
+
+def error_text(exc: BaseException, language: str) -> str:
+    """An error as one line in `language`: what happened; what to do."""
+    message, hint = error_parts(exc, language)
+    separator = "；" if language == "zh" else "; "  # Chinese text takes the full-width semicolon
+    return f"{message}{separator}{hint}" if hint else message

@@ -15,7 +15,7 @@ from prompt_server.instruction import EmptyNewsError, News
 from prompt_server.schema import PicturePrompt, PictureType
 from style_presets.store import PresetNotFound
 
-from .messages import Translator, tr
+from .messages import Translator, error_parts, error_text, tr
 from .ui_events import Choices, Outcome, warnings_markdown
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +65,7 @@ def status_markdown(info: Optional[ServerInfo], url: str, last_latency_ms: Optio
         text = tr(language, "🟢 Prompt server `{url}` · engine `{engine}` · model `{model}` · last latency {latency}",
                   url=info.url, engine=info.engine or unknown, model=info.model or unknown, latency=latency)
     else:
-        reason = info.error.message if info.error else tr(language, "no answer")
+        reason = error_parts(info.error, language)[0] if info.error else tr(language, "no answer")
         text = (tr(language, "🔴 **Prompt server down or not ready** — {reason}", reason=reason) + "\n\n"
                 + tr(language, "Start it in a terminal (it sets up its own environment on the first run):") + "\n\n"
                 f"```\ncd {REPO_ROOT}\n{start_command(urlparse(info.url).port)}\n```\n\n"
@@ -117,6 +117,9 @@ class TabLogic:
     def _lang(self) -> str:
         return self._t.language()
 
+    def _error(self, exc: BaseException) -> str:
+        return error_text(exc, self._lang())
+
     # status
     def _status(self, client, note: str = "", force: bool = False) -> str:
         url = client.base_url
@@ -141,10 +144,11 @@ class TabLogic:
         try:
             client = self.get_config().client()
         except Exception as exc:
-            return Outcome({"status": f"🔴 {exc}"}, warning=str(exc))
+            return Outcome({"status": f"🔴 {self._error(exc)}"}, warning=self._error(exc))
         text = self._status(client, force=True)
         info = self._info[client.base_url]
-        return Outcome({"status": text}, warning=None if info.ok else str(info.error or self._t("not ready")))
+        return Outcome({"status": text}, warning=None if info.ok else
+                       self._error(info.error) if info.error else self._t("not ready"))
 
     def _server_failed(self, client, exc: PromptServerError) -> Outcome:
         """A failed request: warn, and show the server status (with the start command when down)."""
@@ -152,8 +156,9 @@ class TabLogic:
             self._info[client.base_url] = ServerInfo(client.base_url, False, error=exc)
             status = status_markdown(self._info[client.base_url], client.base_url, language=self._lang())
         else:
-            status = self._status(client, note=self._t("Last request failed: {error}", error=exc), force=True)
-        return Outcome({"status": status}, warning=str(exc))
+            status = self._status(client, note=self._t("Last request failed: {error}", error=self._error(exc)),
+                                  force=True)
+        return Outcome({"status": status}, warning=self._error(exc))
 
     # generate
     def _ask(self, title: str, content: str, ask: Callable[[Any, News], Any]) -> Tuple[Dict[str, str], Any, Any]:
@@ -167,12 +172,12 @@ class TabLogic:
         try:
             pipeline = self.get_config().pipeline()
         except Exception as exc:
-            return split, None, Outcome({"status": f"🔴 {exc}"}, warning=str(exc))
+            return split, None, Outcome({"status": f"🔴 {self._error(exc)}"}, warning=self._error(exc))
         try:
             return split, pipeline, ask(pipeline, News(title=title or "", content=content or ""))
         except (EmptyNewsError, ScorerUnavailable) as exc:
-            return split, None, Outcome({**split, "status": self._noted(pipeline.client, f"⚠️ {exc}")},
-                                        warning=str(exc))
+            return split, None, Outcome({**split, "status": self._noted(pipeline.client, f"⚠️ {self._error(exc)}")},
+                                        warning=self._error(exc))
         except PromptServerError as exc:
             out = self._server_failed(pipeline.client, exc)
             out.values.update(split)

@@ -79,6 +79,7 @@ class ServerUnreachable(PromptServerError):
         super().__init__(
             f"cannot reach the prompt server at {url}" + (f" ({reason})" if reason else ""),
             f"{start_hint(urlparse(url).port or DEFAULT_PORT)}, or fix the server URL", url)
+        self.reason = redact_url(reason)
 
 
 class ServerTimeout(PromptServerError):
@@ -98,6 +99,7 @@ class AuthenticationError(PromptServerError):
             f"set the server's API key: the {ENV_API_KEY} environment variable, --api-key, "
             "or the NewsPicGen settings in the WebUI", url)
         self.status = status
+        self.has_key = has_key
 
 
 class GrammarRejected(PromptServerError):

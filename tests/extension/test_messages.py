@@ -66,3 +66,33 @@ def test_settings_help_is_built_in_the_language():
     spec = {s["key"]: s for s in option_specs("/srv", environ=env, language="zh")}[KEY_SERVER_URL]
     assert "当前使用：http://gpu-box:30000" in spec["info"] and "只发送给 http://gpu-box:30000" in spec["info"]
     assert "s3cret" not in spec["info"]
+
+
+def test_the_errors_a_tab_user_meets_are_in_the_webuis_language(tmp_path):
+    from extension.config import NewsPicGenConfig
+    from extension.messages import error_text
+    from prompt_server.errors import AuthenticationError, ServerTimeout
+    from prompt_server.instruction import EmptyNewsError
+    from tests.support.loopback import free_port
+
+    port = free_port()  # nothing listens there
+    language = ["zh"]
+    config = NewsPicGenConfig(server_url=f"http://127.0.0.1:{port}", timeout=5, preset_dir=str(tmp_path))
+    logic = TabLogic(lambda: config, language=lambda: language[0])
+    down = logic.generate("标题", "正文", True, "")
+    assert down.warning.startswith(f"无法连接提示词服务器 http://127.0.0.1:{port}")
+    assert f"make serve PORT={port}" in down.warning, "the command stays as typed"
+    assert "提示词服务器未启动或未就绪** — 无法连接提示词服务器" in down.values["status"]
+    assert "cannot reach" not in down.values["status"]
+    empty = logic.generate("", "<p>\u200b</p>", True, "")
+    assert empty.warning.startswith("清理后新闻为空")
+    language[0] = "en"
+    assert logic.generate("标题", "正文", True, "").warning.startswith("cannot reach the prompt server")
+
+    timeout = ServerTimeout("http://h:1", 2.5)
+    assert error_text(timeout, "zh").startswith("提示词服务器 http://h:1 在 2.5 秒内没有应答；")
+    assert error_text(timeout, "en") == str(timeout)
+    assert "拒绝了 API 密钥" in error_text(AuthenticationError("http://h:1", 401, True), "zh")
+    assert "需要 API 密钥" in error_text(AuthenticationError("http://h:1", 401, False), "zh")
+    assert error_text(EmptyNewsError("custom"), "zh") == "custom", "only the texts it knows are translated"
+    assert EmptyNewsError.DEFAULT in ZH
