@@ -22,7 +22,7 @@ from style_presets.store import PresetError, PresetNotFound
 from .messages import Translator
 from .preset_form import NAMES, form_data, form_values, set_lora
 from .tab_logic import type_choices
-from .ui_events import Choices, Editable, NewChoices, Outcome, warnings_markdown
+from .ui_events import Choices, Editable, NewChoices, Outcome, asked, warnings_markdown
 
 # What the editor previews a preset on (with the preset's own first type).
 SAMPLE_PROMPT = {
@@ -85,10 +85,7 @@ def _refused(message: str) -> Outcome:
 
 
 def _listed(get: Callable[[], Any]) -> List[str]:
-    try:
-        return [str(item) for item in get() or []]
-    except Exception:  # the WebUI's lists are a nicety; the fields still take typed names
-        return []
+    return [str(item) for item in asked(get) or []]
 
 
 class PresetEditor:
@@ -103,9 +100,10 @@ class PresetEditor:
         self._t = Translator(language)
 
     @classmethod
-    def from_hooks(cls, get_config: Callable[[], Any], available: Callable[[], Any], hooks: Any = None):
-        return cls(get_config, available, getattr(hooks, "samplers", None), getattr(hooks, "schedulers", None),
-                   getattr(hooks, "language", None))
+    def from_hooks(cls, get_config: Callable[[], Any], hooks: Any = None) -> PresetEditor:
+        """The editor connected to the WebUI's hooks (extension.webui_hooks.WebUIHooks)."""
+        return cls(get_config, getattr(hooks, "available", None) or (lambda: None), getattr(hooks, "samplers", None),
+                   getattr(hooks, "schedulers", None), getattr(hooks, "language", None))
 
     def _store(self):
         return self.get_config().store()
@@ -117,10 +115,7 @@ class PresetEditor:
             return []
 
     def _available(self) -> Any:
-        try:
-            return self.available()
-        except Exception:
-            return None
+        return asked(self.available)
 
     def _lists(self, editor_value: Optional[str], main_value: str) -> Dict[str, Any]:
         """Both preset dropdowns after the store changed."""

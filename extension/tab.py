@@ -23,7 +23,7 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
     import gradio as gr
 
     logic = TabLogic.from_hooks(get_config, hooks)
-    editor = PresetEditor.from_hooks(get_config, logic._available, hooks)
+    editor = PresetEditor.from_hooks(get_config, hooks)
     c: Dict[str, Any] = {}
     wire = make_wire(gr, c, notifier(gr, hooks))
     in_webui = hooks is not None and getattr(hooks, "in_webui", False)

@@ -16,7 +16,7 @@ from prompt_server.schema import PicturePrompt, PictureType
 from style_presets.store import PresetNotFound
 
 from .messages import Translator, error_parts, error_text, tr
-from .ui_events import Choices, Outcome, warnings_markdown
+from .ui_events import Choices, Outcome, asked, warnings_markdown
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -260,7 +260,4 @@ class TabLogic:
                         "infotext": composed.infotext, "preview_notes": warnings_markdown(composed.warnings)})
 
     def _available(self):
-        try:
-            return self.available()
-        except Exception:  # the WebUI's lists are a nicety; never fail a preview on them
-            return None
+        return asked(self.available)

@@ -43,6 +43,16 @@ class Outcome:
     warning: Optional[str] = None
 
 
+def asked(get: Callable[[], Any], default: Any = None) -> Any:
+    """What the WebUI answers (its LoRAs, samplers, ...), or `default` when asking fails:
+    those lists are a nicety, and never fail an event."""
+    try:
+        return get()
+    except Exception:
+        log.debug("NewsPicGen: asking the WebUI failed", exc_info=True)
+        return default
+
+
 def warnings_markdown(warnings: List[str]) -> str:
     return "\n".join(f"⚠️ {w}" for w in warnings)
 

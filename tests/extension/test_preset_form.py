@@ -168,6 +168,6 @@ def test_the_tab_takes_its_language_and_lists_from_the_webuis_hooks(tmp_path):
     config = NewsPicGenConfig(preset_dir=str(tmp_path))
     hooks = WebUIHooks(language=lambda: "zh", samplers=lambda: SAMPLERS, available=lambda: WEBUI)
     assert "尚未检查" in TabLogic.from_hooks(lambda: config, hooks).initial_status()
-    editor = PresetEditor.from_hooks(lambda: config, hooks.available, hooks)
+    editor = PresetEditor.from_hooks(lambda: config, hooks)
     assert editor.refresh().values["form_sampler"].choices == ["", *SAMPLERS]
     assert "是内置预设" in editor.load("newspicgen-comic-person").values["editor_msg"]
