@@ -1,11 +1,30 @@
-"""Retake the README screenshots from the real tab (extension/standalone.py, gradio 3.41.2).
+"""Retake the README screenshots from the real AUTOMATIC1111 WebUI page.
 
-    .venv/bin/python docs/screenshots.py --server-url http://127.0.0.1:PORT
+    .venv/bin/python docs/screenshots.py --webui-dir /path/to/stable-diffusion-webui
 
-needs a running prompt server at that URL (the tiny test model is enough:
-`python -m tests.support.tiny_model /tmp/tiny && python -m prompt_server serve --engine
-local --model /tmp/tiny --port PORT`), .venv-gradio3, Debian's chromium and
-Playwright, and CJK + emoji fonts for legible pictures (fonts-wqy-microhei,
+starts that WebUI (1.10.1, its own venv/) the way the real-page tests do
+(tests/support/webui.py): `--api` and a temporary data folder of its own (its
+config, extensions list and user presets stay untouched) with this repository
+symlinked into extensions/, and NEWSPICGEN_SERVER_URL pointing at a loopback
+proxy in front of the prompt server. In headless Chromium it then takes, into
+docs/images/ (cropped to the WebUI's checkpoint row, tab row and our tab):
+
+  tab.png            the NewsPicGen tab after Generate prompt
+  server_down.png    Generate with the prompt server down (the proxy closed): the toast and the status line
+  tab_zh.png         tab.png again after Settings -> Localization zh_CN -> Reload UI: the WebUI's own
+                     localization, from this repository's localizations/zh_CN.json (then back to None)
+  preset_editor.png  the Preset editor (#newspicgen_editor) after Duplicate of newspicgen-comic-person
+
+Options: `--webui-dir` (default $NEWSPICGEN_WEBUI_DIR), `--webui-start SCRIPT`
+(default $NEWSPICGEN_WEBUI_START: a start script taking `PORT [args...]`, as for
+the tests), `--server-url URL` (a running prompt server; without it one is
+started with the tiny test model, which needs .venv's server extra), `--out DIR`,
+`--timeout S` (WebUI start-up, default $NEWSPICGEN_WEBUI_TIMEOUT or 900). A run
+takes about a minute once the WebUI's files are in the disk cache, a few minutes
+on a cold, busy CPU machine.
+
+Needs `make setup-test` (.venv with Playwright, Debian's chromium) and CJK +
+emoji fonts for legible pictures (apt-get install fonts-wqy-microhei
 fonts-noto-color-emoji). The tiny model writes random text, so after a real
 Generate the result fields are overwritten with the example below, as a user
 editing them would; everything else on the pictures is what the page shows.
@@ -13,24 +32,36 @@ editing them would; everything else on the pictures is what the page shows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.loopback import free_port, stop_process  # noqa: E402
+from tests.support.loopback import SwitchableProxy  # noqa: E402
+from tests.support.webui import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Watched,
+    WebUIStartError,
+    call,
+    start_webui,
+    stop_webui,
+    wait_until_up,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 IMAGES = HERE / "images"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PICTURES = ("tab.png", "tab_zh.png", "preset_editor.png", "server_down.png")
+VIEWPORT = {"width": 1280, "height": 900}
+GENERATE_TIMEOUT_MS = 300_000
 NEWS = {"title": "九旬老人坚持晨跑 完成人生第十个半程马拉松",
         "content": "今年92岁的李大爷在周日举行的城市半程马拉松中顺利完赛，这是他人生中的第十个半程马拉松。"
                    "李大爷说，坚持晨跑三十年让他保持了健康的身体，希望更多老年人加入运动的行列。"}
@@ -40,98 +71,218 @@ EXAMPLE = {  # what NewsPicGen writes for such news
     "en_keyword": "elderly marathon runner",
     "ch_keyword": "老人跑马拉松",
 }
+TYPE = "2 person / 人物"
+PRESET = "newspicgen-comic-person"
+COPY = "my-comic-person"
 
 
-def start_app(server_url: str, preset_dir: str, python: Path):
-    port = free_port()
-    env = dict(os.environ, NEWSPICGEN_SERVER_URL=server_url, NEWSPICGEN_PRESET_DIR=preset_dir,
-               GRADIO_ANALYTICS_ENABLED="False")
-    process = subprocess.Popen([str(python), "-m", "extension.standalone", "--port", str(port)],
-                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in process.stdout:
-        if line.startswith("READY"):
-            return process, f"http://127.0.0.1:{port}"
-    raise SystemExit("extension.standalone did not start")
+def value_of(selector: str) -> str:
+    """JavaScript: the value of the textarea in `selector`."""
+    return f"(document.querySelector({json.dumps(selector + ' textarea')}) || {{}}).value || ''"
 
 
-def shrink(path: Path, python: Path) -> None:
-    """Quantize to 256 colours (Pillow lives in the gradio venv) so each PNG stays small."""
-    subprocess.run([str(python), "-c", "import sys; from PIL import Image; im = Image.open(sys.argv[1]);"
-                    " im.convert('RGB').quantize(256, dither=0).save(sys.argv[1], optimize=True)", str(path)],
-                   check=True)
+def clip_to_tab(page, bottom_selector: str = "#tab_newspicgen", margin: int = 12) -> dict:
+    """From the page's top (the WebUI's checkpoint row and tab row) down to the bottom of `bottom_selector`."""
+    page.evaluate("window.scrollTo(0, 0)")
+    box = page.locator(bottom_selector).first.bounding_box()
+    width = page.evaluate("document.documentElement.clientWidth")
+    return {"x": 0, "y": 0, "width": width, "height": box["y"] + box["height"] + margin}
+
+
+def generated_tab(watched: Watched) -> None:
+    """The NewsPicGen tab after a real Generate, its result fields then edited to the example."""
+    page = watched.page
+    watched.tab("NewsPicGen")
+    page.fill("#newspicgen_title textarea", NEWS["title"])
+    page.fill("#newspicgen_content textarea", NEWS["content"])
+    page.click("#newspicgen_generate")
+    page.wait_for_function(value_of("#newspicgen_infotext") + ".includes('NewsPicGen type:')",
+                           timeout=GENERATE_TIMEOUT_MS)
+    for name, text in EXAMPLE.items():
+        page.fill(f"#newspicgen_{name} textarea", text)
+    watched.choose("#newspicgen_type", TYPE)
+    page.wait_for_function(value_of("#newspicgen_infotext") + ".includes('NewsPicGen type: 2')")
+    page.wait_for_function(value_of("#newspicgen_positive") + ".includes('92-year-old')")
+    page.wait_for_function(value_of("#newspicgen_infotext") + ".includes('92-year-old')")
+    page.wait_for_timeout(1000)
+
+
+def take_tab(browser, base: str, out: Path) -> None:
+    watched = Watched(browser, base, VIEWPORT)
+    try:
+        watched.open()
+        generated_tab(watched)
+        watched.page.screenshot(path=str(out / "tab.png"), full_page=True, clip=clip_to_tab(watched.page))
+    finally:
+        watched.context.close()
+
+
+def localize(browser, base: str, localization: str, timeout: float) -> None:
+    """Settings -> User interface -> Localization, then Reload UI: what a user does for Chinese labels.
+
+    The WebUI puts the localization into the page when it builds the UI, so the option alone
+    changes nothing until the UI is rebuilt.
+    """
+    status, body = call(base, "/sdapi/v1/options", {"localization": localization})
+    if status != 200:
+        raise SystemExit(f"could not set the WebUI's localization: {status} {body}")
+    _, before = call(base, "/internal/profile-startup")
+    watched = Watched(browser, base, VIEWPORT)
+    try:
+        watched.open()
+        watched.page.evaluate("document.querySelector('#settings_restart_gradio').click()")  # Reload UI
+        watched.page.wait_for_selector("text=Reloading...")
+    finally:
+        watched.context.close()
+    deadline = time.monotonic() + timeout
+    while True:  # the UI is rebuilt in the same process, which records its start-up anew at the end
+        time.sleep(2)
+        try:
+            status, record = call(base, "/internal/profile-startup", timeout=5)
+            if status == 200 and isinstance(record, dict) and record != before:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the WebUI did not come back from Reload UI within {timeout:.0f} s")
+
+
+def take_tab_zh(browser, base: str, out: Path) -> None:
+    """The tab under the WebUI's own zh_CN localization (localizations/zh_CN.json of this repository)."""
+    zh = json.loads((REPO / "localizations" / "zh_CN.json").read_text(encoding="utf-8"))
+    watched = Watched(browser, base, VIEWPORT)
+    try:
+        watched.open()
+        generated_tab(watched)
+        page = watched.page
+        shown = {"#newspicgen_generate": page.inner_text("#newspicgen_generate").strip(),
+                 "#newspicgen_title": page.inner_text("#newspicgen_title label span").strip()}
+        wanted = {"#newspicgen_generate": zh["Generate prompt"], "#newspicgen_title": zh["News title"]}
+        if shown != wanted:
+            raise SystemExit(f"the page is not in Chinese: {shown}, expected {wanted} "
+                             "(does the WebUI list zh_CN among its localizations?)")
+        page.screenshot(path=str(out / "tab_zh.png"), full_page=True, clip=clip_to_tab(page))
+    finally:
+        watched.context.close()
+
+
+def take_preset_editor(browser, base: str, out: Path) -> None:
+    """Open the editor, pick a built-in, duplicate it; the picture is the editor's accordion alone."""
+    watched = Watched(browser, base, VIEWPORT)
+    try:
+        watched.open()
+        watched.tab("NewsPicGen")
+        page = watched.page
+        page.click("#newspicgen_editor .label-wrap")
+        watched.choose("#newspicgen_editor_pick", PRESET)
+        page.wait_for_timeout(1500)  # the editor fills itself from the pick
+        name_box = page.locator("#newspicgen_editor_new_name textarea, #newspicgen_editor_new_name input")
+        if name_box.count():
+            name_box.first.fill(COPY)
+        message = "document.querySelector('#newspicgen_editor_msg').innerText"
+        before = page.evaluate(message)
+        page.click("#newspicgen_editor_duplicate")
+        page.wait_for_function(f"{message}.trim() && {message} !== {json.dumps(before)}")
+        page.wait_for_timeout(1000)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.locator("#newspicgen_editor").screenshot(path=str(out / "preset_editor.png"))
+    finally:
+        watched.context.close()
+
+
+def take_server_down(browser, base: str, proxy: SwitchableProxy, out: Path) -> None:
+    """Generate while nothing listens at the prompt server URL the WebUI was given."""
+    proxy.down()
+    watched = Watched(browser, base, VIEWPORT)
+    try:
+        watched.open()
+        watched.tab("NewsPicGen")
+        page = watched.page
+        page.fill("#newspicgen_title textarea", NEWS["title"])
+        page.fill("#newspicgen_content textarea", NEWS["content"])
+        page.click("#newspicgen_generate")
+        page.wait_for_selector(".toast-body")
+        # the status line turns into the down notice: the URL it tried and the command that starts a server
+        where = json.dumps(proxy.url.split("//")[1])
+        page.wait_for_function(f"document.querySelector('#newspicgen_status').innerText.includes({where})"
+                               " && document.querySelector('#newspicgen_status pre')")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(out / "server_down.png"), full_page=True,
+                        clip=clip_to_tab(page, "#newspicgen_content", margin=8))
+    finally:
+        watched.context.close()
+        proxy.up()
+
+
+def shrink(path: Path) -> None:
+    """Quantize to 256 colours so each PNG stays small."""
+    from PIL import Image
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(256, dither=Image.Dither.NONE)
+    small.save(path, optimize=True)
+
+
+@contextlib.contextmanager
+def prompt_server(url: str | None, tmp: Path):
+    """The given server URL, or a tiny-model server started for the run."""
+    if url:
+        yield url
+        return
+    from tests.support.local_server import running_local
+    from tests.support.tiny_model import build_tiny_model
+    with running_local(build_tiny_model(tmp / "tiny-model")) as started:
+        yield started
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server-url", required=True)
-    parser.add_argument("--gradio-python", default=str(REPO / ".venv-gradio3" / "bin" / "python"))
+    parser.add_argument("--webui-dir", default=os.environ.get("NEWSPICGEN_WEBUI_DIR"),
+                        help="AUTOMATIC1111's folder (launch.py, venv/); default $NEWSPICGEN_WEBUI_DIR")
+    parser.add_argument("--webui-start", default=os.environ.get("NEWSPICGEN_WEBUI_START"),
+                        help="a start script taking `PORT [args...]`; default $NEWSPICGEN_WEBUI_START")
+    parser.add_argument("--server-url", help="a running prompt server (default: start one with the tiny test model)")
     parser.add_argument("--out", default=str(IMAGES))
+    parser.add_argument("--timeout", type=float, default=float(os.environ.get("NEWSPICGEN_WEBUI_TIMEOUT", "900")),
+                        help="seconds to wait for the WebUI to start")
     args = parser.parse_args()
-    out, python = Path(args.out), Path(args.gradio_python)
-    zh = json.loads((REPO / "localizations" / "zh_CN.json").read_text(encoding="utf-8"))
+    if not (args.webui_dir and (Path(args.webui_dir) / "launch.py").is_file()):
+        parser.error("--webui-dir (or NEWSPICGEN_WEBUI_DIR) must name an AUTOMATIC1111 folder with launch.py")
+    if not Path(CHROMIUM).exists():
+        parser.error(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set NEWSPICGEN_CHROMIUM)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
 
-    with tempfile.TemporaryDirectory() as presets:
-        live, live_url = start_app(args.server_url, presets, python)
-        dead, dead_url = start_app(f"http://127.0.0.1:{free_port()}", presets, python)
-        try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.set_default_timeout(120_000)
-
-                page.goto(live_url)
-                page.fill("#newspicgen_content textarea", NEWS["title"] + "\n" + NEWS["content"])
-                page.click("#newspicgen_generate")
-                page.wait_for_function("document.querySelector('#newspicgen_en_prompt textarea').value")
-                for name, text in EXAMPLE.items():
-                    page.fill(f"#newspicgen_{name} textarea", text)
-                page.click("#newspicgen_type input")
-                page.click('#newspicgen_type ul.options li[data-value="2 person / 人物"]')
-                page.wait_for_function("document.querySelector('#newspicgen_infotext textarea').value"
-                                       ".includes('NewsPicGen type: 2')")
-                page.wait_for_function("document.querySelector('#newspicgen_positive textarea').value"
-                                       ".includes('92-year-old')")
-                time.sleep(0.5)
-                page.screenshot(path=str(out / "tab.png"), full_page=True)
-
-                # the same page in Chinese, the way the WebUI applies a localization file
-                page.evaluate("""(zh) => {
-                    const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-                    let node; while ((node = walk.nextNode())) {
-                        const t = node.textContent.trim(); if (zh[t]) node.textContent = zh[t]; }
-                    document.querySelectorAll('[placeholder]').forEach(e => {
-                        if (zh[e.placeholder]) e.placeholder = zh[e.placeholder]; });
-                }""", zh)
-                page.screenshot(path=str(out / "tab_zh.png"), full_page=True)
-
-                page.goto(live_url)
-                page.click("#newspicgen_editor")
-                page.click("#newspicgen_editor_pick input")
-                page.click('#newspicgen_editor_pick ul.options li[data-value="newspicgen-comic-person"]')
-                page.wait_for_function("document.querySelector('#newspicgen_editor_positive textarea').value")
-                page.fill("#newspicgen_editor_new_name textarea", "my-comic-person")
-                page.click("#newspicgen_editor_duplicate")
-                page.wait_for_function("document.querySelector('#newspicgen_editor_msg').innerText"
-                                       ".includes('Duplicated')")
-                time.sleep(0.5)
-                page.locator("#newspicgen_editor").screenshot(path=str(out / "preset_editor.png"))
-
-                page.goto(dead_url)
-                page.fill("#newspicgen_title textarea", NEWS["title"])
-                page.fill("#newspicgen_content textarea", NEWS["content"])
-                page.click("#newspicgen_generate")
-                page.wait_for_selector(".toast-body")
-                page.wait_for_function("document.querySelector('#newspicgen_status').innerText"
-                                       ".includes('prompt_server serve')")
-                time.sleep(0.3)
-                page.screenshot(path=str(out / "server_down.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 620})
-                browser.close()
-        finally:
-            for process in (live, dead):
-                stop_process(process)
-    for name in ("tab.png", "tab_zh.png", "preset_editor.png", "server_down.png"):
-        shrink(out / name, python)
+    with tempfile.TemporaryDirectory(prefix="newspicgen-shots-") as tmp_name:
+        tmp = Path(tmp_name)
+        with prompt_server(args.server_url, tmp) as server_url:
+            target = urllib.parse.urlsplit(server_url)
+            proxy = SwitchableProxy(target.hostname or "127.0.0.1", target.port or 80)
+            process, base, log = start_webui("a1111", args.webui_dir, tmp, proxy.url, start_script=args.webui_start)
+            try:
+                print(f"starting the WebUI at {base} (log: {log}) ...", flush=True)
+                try:
+                    wait_until_up(base, process, log, args.timeout)
+                except WebUIStartError as exc:
+                    raise SystemExit(str(exc)) from None
+                print(f"up after {time.monotonic() - started:.0f} s", flush=True)
+                with sync_playwright() as playwright:
+                    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                    take_tab(browser, base, out)
+                    take_server_down(browser, base, proxy, out)
+                    localize(browser, base, "zh_CN", args.timeout)
+                    take_tab_zh(browser, base, out)
+                    localize(browser, base, "None", args.timeout)
+                    # last: its copy of a built-in would be the preset the other pictures' type follows
+                    take_preset_editor(browser, base, out)
+                    browser.close()
+            finally:
+                stop_webui(process)
+                proxy.down()
+    for name in PICTURES:
+        shrink(out / name)
         print(f"{out / name}: {(out / name).stat().st_size // 1024} KiB")
+    print(f"done in {time.monotonic() - started:.0f} s")
     return 0
 
 

@@ -12,86 +12,31 @@ the tiny-model prompt server (the proxy can be taken down: "server down").
   NEWSPICGEN_FORGE_DIR     Forge's folder (launch.py, venv/, a checkpoint in models/Stable-diffusion)
   NEWSPICGEN_WEBUI_TIMEOUT seconds to wait for start-up (default 900)
 
-The real-page part (headless Chromium, tests/extension/webui_page.py) needs
-Debian's chromium and Playwright as well.
+Starting a WebUI and driving its page live in tests/support/webui.py (docs/screenshots.py
+uses them too). The real-page part (headless Chromium) needs Debian's chromium and
+Playwright as well.
 """
 from __future__ import annotations
 
 import base64
 import json
 import os
-import signal
 import subprocess
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.support import REPO
+from tests.support.webui import CHROMIUM, CHROMIUM_ARGS, Watched, call, stop_webui, wait_until_up
+from tests.support.webui import start_webui as start_webui_in
 
 WEBUI_DIR = os.environ.get("NEWSPICGEN_WEBUI_DIR", "")
 FORGE_DIR = os.environ.get("NEWSPICGEN_FORGE_DIR", "")
-CPU_ARGS = ["--skip-torch-cuda-test", "--use-cpu", "all", "--no-half", "--precision", "full",
-            "--skip-version-check", "--no-download-sd-model"]
-# Forge as the harness starts it; --skip-prepare-environment: no pip, no clones (offline)
-FORGE_ARGS = ["--always-cpu", "--skip-torch-cuda-test", "--skip-version-check", "--no-download-sd-model",
-              "--skip-prepare-environment", "--skip-install"]
 NEWS = {"title": "大熊猫宝宝首次亮相", "content": "成都大熊猫繁育研究基地的大熊猫宝宝今天首次与游客见面，吸引了大批游客。"}
 PRESET = "newspicgen-comic-person"
 TEST_LORA = "newspicgen-test-lora"
 KINDS = {"a1111": (WEBUI_DIR, "NEWSPICGEN_WEBUI_DIR"), "forge": (FORGE_DIR, "NEWSPICGEN_FORGE_DIR")}
-
-
-def call(base: str, path: str, body=None, timeout: float = 600):
-    """(status, parsed JSON or text) of a GET (body None) or JSON POST."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode("utf-8", "replace")
-
-
-def start_command(kind: str, port: int, data_dir: Path) -> list:
-    ours = ["--api", "--data-dir", str(data_dir)]
-    if kind == "forge":  # with --data-dir Forge would look for checkpoints there
-        ckpt_dir = str(Path(FORGE_DIR) / "models" / "Stable-diffusion")
-        # Forge's gradio 4 serves /file= only from --gradio-allowed-path, which defaults to the data
-        # folder alone: with a data folder of its own, Forge's javascript/, script.js and style.css
-        # answer 403 and the page runs without its scripts (no Settings hints, no tab switch on Send).
-        # Users without --data-dir have Forge's folder there; give the test's Forge the same.
-        return [str(Path(FORGE_DIR) / "venv" / "bin" / "python"), "launch.py", *FORGE_ARGS, "--port", str(port),
-                *ours, "--ckpt-dir", ckpt_dir, "--gradio-allowed-path", str(Path(FORGE_DIR).resolve())]
-    start = os.environ.get("NEWSPICGEN_WEBUI_START")
-    if start:
-        return [start, str(port), *ours]
-    return [str(Path(WEBUI_DIR) / "venv" / "bin" / "python"), "launch.py", *CPU_ARGS, "--port", str(port), *ours]
-
-
-def wait_until_up(base: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the WebUI exited with {process.returncode}:\n{log.read_text(errors='replace')[-6000:]}")
-        # Only after start-up: a request between gradio's launch and the WebUI adding its
-        # middleware kills A1111 ("Cannot add middleware after an application has started").
-        if "Startup time" in log.read_text(errors="replace"):
-            try:  # the start-up record is set after the app_started callbacks: start-up is complete
-                status, record = call(base, "/internal/profile-startup", timeout=5)
-                if status == 200 and isinstance(record, dict):
-                    return
-            except OSError:
-                pass
-        time.sleep(2)
-    pytest.fail(f"the WebUI did not start within {timeout:.0f} s:\n{log.read_text(errors='replace')[-6000:]}")
 
 
 def write_empty_lora(path: Path) -> None:
@@ -103,30 +48,9 @@ def write_empty_lora(path: Path) -> None:
 
 
 def start_webui(kind: str, tmp: Path, server_url: str, with_extension: bool = True):
-    from tests.support.loopback import free_port
-    data_dir = tmp / "data"
-    (data_dir / "extensions").mkdir(parents=True)
-    if with_extension:
-        (data_dir / "extensions" / "newspicgen").symlink_to(REPO)
-    write_empty_lora(data_dir / "models" / "Lora" / f"{TEST_LORA}.safetensors")
-    port, log = free_port(), tmp / "webui.log"
-    env = dict(os.environ, NEWSPICGEN_SERVER_URL=server_url, PYTHONUNBUFFERED="1", GRADIO_ANALYTICS_ENABLED="False",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    env.pop("PYTHONPATH", None)  # the WebUI must find our code through extensions/ only
-    folder = KINDS[kind][0]
-    process = subprocess.Popen(start_command(kind, port, data_dir), cwd=folder, env=env, stdin=subprocess.DEVNULL,
-                               stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    return process, f"http://127.0.0.1:{port}", log
-
-
-def stop_webui(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    write_empty_lora(tmp / "data" / "models" / "Lora" / f"{TEST_LORA}.safetensors")
+    return start_webui_in(kind, KINDS[kind][0], tmp, server_url, with_extension=with_extension,
+                          start_script=os.environ.get("NEWSPICGEN_WEBUI_START"))
 
 
 @pytest.fixture(scope="module", params=list(KINDS))
@@ -320,14 +244,6 @@ def provenance_text(composed: dict) -> str:
 
 # --- the real page in headless Chromium --------------------------------------------
 
-CHROMIUM = os.environ.get("NEWSPICGEN_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# gradio 3.41 (A1111) and 4.40 (Forge) mark a component whose event failed with this badge
-ERROR_BADGES = ("[...document.querySelectorAll('.error')].filter(e => e.textContent.trim() === 'Error')"
-                ".length + document.querySelectorAll('.toast-body.error').length")
-
-
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
@@ -337,81 +253,6 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-class Watched:
-    """A page of the WebUI with its console errors and failed (5xx) responses recorded."""
-
-    def __init__(self, browser, base: str):
-        import re
-        self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        self.context.route("**/*", lambda route: route.continue_()  # offline: loopback only
-                           if re.match(r"https?://127\.0\.0\.1[:/]", route.request.url) else route.abort())
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(60_000)
-        self.console: list = []
-        self.failed: list = []
-        self.page.on("console", lambda m: self.console.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.console.append(str(e)))
-        self.page.on("response", lambda r: self.failed.append(f"{r.status} {r.url}") if r.status >= 500 else None)
-        self.base = base
-
-    def open(self) -> None:
-        self.page.goto(self.base + "/", wait_until="domcontentloaded")
-        self.page.wait_for_selector("#txt2img_prompt textarea", state="visible", timeout=180_000)
-        # the WebUI's own scripts (ui.js: Send's tab switch, Settings hints); a page served
-        # without them tests nothing a user sees
-        assert self.page.evaluate("typeof switch_to_txt2img === 'function' && typeof opts === 'object'"), \
-            "the WebUI's javascript/ did not load (403 from /file=? see --gradio-allowed-path)"
-        self.page.wait_for_timeout(3000)  # the WebUI's own load events (settings values, ...)
-
-    def tab(self, name: str) -> None:
-        self.page.locator("#tabs > .tab-nav > button", has_text=name).first.click()
-        self.page.wait_for_timeout(1500)
-
-    def badges(self) -> int:
-        return self.page.evaluate(ERROR_BADGES)
-
-    def dropdown_options(self, selector: str) -> list:
-        for attempt in range(3):  # the page-load refresh of the choices may close a list just opened
-            self.page.click(f"{selector} input")
-            try:
-                self.page.wait_for_selector(f"{selector} ul.options", timeout=10_000)
-                break
-            except Exception:
-                if attempt == 2:
-                    raise
-                self.page.keyboard.press("Escape")
-        options = self.page.eval_on_selector_all(f"{selector} ul.options li", "els => els.map(e => e.textContent.trim())")
-        options = [o.lstrip("✓").strip() for o in options]  # gradio marks the selected option with ✓
-        self.page.keyboard.press("Escape")
-        return options
-
-    def pick(self, selector: str, option: str) -> None:
-        """Choose `option` in a dropdown the way a user does (gradio 3.41 and 4.40 lists)."""
-        for attempt in range(3):  # the page-load refresh of the choices may close a list just opened
-            self.page.evaluate("document.activeElement && document.activeElement.blur()")  # a list opens on focus
-            self.page.click(f"{selector} input")
-            try:
-                self.page.wait_for_selector(f"{selector} ul.options li", timeout=10_000)
-                items = self.page.locator(f"{selector} ul.options li").all()
-                texts = [item.text_content().lstrip("✓").strip() for item in items]
-                items[texts.index(option)].click(timeout=10_000)
-                return
-            except Exception:
-                if attempt == 2:
-                    raise
-                self.page.keyboard.press("Escape")
-
-    def options_once_listed(self, selector: str, name: str, timeout: float = 60) -> list:
-        """The dropdown's options once `name` is among them, or as they are after `timeout` s
-        (the choices are refreshed by a page-load event that may finish after the page looks ready)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            options = self.dropdown_options(selector)
-            if name in options or time.monotonic() > deadline:
-                return options
-            self.page.wait_for_timeout(1000)
 
 
 @pytest.fixture
@@ -530,7 +371,7 @@ def test_preset_editor_form_offers_the_webuis_lists_and_saves_what_is_picked(web
     watched.tab("NewsPicGen")
     page.click("#newspicgen_editor .label-wrap")
     page.click("#newspicgen_editor_json_view .label-wrap")
-    watched.pick("#newspicgen_editor_pick", PRESET)
+    watched.choose("#newspicgen_editor_pick", PRESET)
     page.wait_for_function("document.querySelector('#newspicgen_form_steps textarea').value === '25'")
     assert page.is_disabled("#newspicgen_form_template textarea"), "built-ins are read-only"
     assert page.is_disabled("#newspicgen_form_sampler input")
@@ -544,14 +385,14 @@ def test_preset_editor_form_offers_the_webuis_lists_and_saves_what_is_picked(web
     assert [o for o in watched.dropdown_options("#newspicgen_form_sampler") if o] == samplers
     assert [o for o in watched.dropdown_options("#newspicgen_form_scheduler") if o] == schedulers
     assert watched.options_once_listed("#newspicgen_form_lora_pick", TEST_LORA) == [TEST_LORA]
-    watched.pick("#newspicgen_form_lora_pick", TEST_LORA)
+    watched.choose("#newspicgen_form_lora_pick", TEST_LORA)
     weight = "#newspicgen_form_lora_weight input[type=number]"
     page.fill(weight, "0.7")
     page.press(weight, "Enter")
     page.wait_for_timeout(500)
     page.click("#newspicgen_form_add_lora")
     page.wait_for_function(f"document.querySelector('#newspicgen_form_loras textarea').value === '{TEST_LORA}:0.7'")
-    watched.pick("#newspicgen_form_sampler", "Euler")
+    watched.choose("#newspicgen_form_sampler", "Euler")
     page.fill("#newspicgen_form_steps textarea", "30")
     page.wait_for_function("(() => { const v = document.querySelector('#newspicgen_editor_json textarea').value;"
                            " return v.includes('\"steps\": 30') && v.includes('\"sampler_name\": \"Euler\"'); })()")
