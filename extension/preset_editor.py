@@ -123,29 +123,33 @@ class PresetEditor:
         return {"preset": Choices(names, main_value if main_value in names else None),
                 "editor_pick": Choices(names, editor_value)}
 
-    def _form(self, data: Dict[str, Any], editable: bool) -> Dict[str, Any]:
-        """The form showing `data`, its pickers listing what the WebUI has."""
+    def _form(self, data: Dict[str, Any], editable: Optional[bool]) -> Dict[str, Any]:
+        """The form showing `data`, its pickers listing what the WebUI has; `editable` None
+        keeps each field's interactivity (a built-in stays read-only)."""
         available = self._available()
         embeddings = sorted(available.embeddings) if available else []
         values = form_values(data)
-        out: Dict[str, Any] = {name: Editable(value, editable) for name, value in values.items()}
+        out: Dict[str, Any] = {name: value if editable is None else Editable(value, editable)
+                               for name, value in values.items()}
         for name in ("form_embeddings", "form_negative_embeddings"):
             out[name] = Choices(_with(embeddings, values[name]), values[name], editable)
         for name, listed in (("form_sampler", self.samplers), ("form_scheduler", self.schedulers)):
             out[name] = Choices(_with(["", *_listed(listed)], [values[name]]), values[name], editable)
-        out["form_add_lora"] = Editable(None, editable)
+        if editable is not None:
+            out["form_add_lora"] = Editable(None, editable)
         return out
 
     def refresh(self, external: int = 0) -> Outcome:
         """Fresh choices for every preset dropdown and picker (on page load): presets saved or
         dropped into the user folder since show up without a restart, and the WebUI's LoRAs,
         embeddings, samplers and schedulers as they are now. `external` dropdowns (the
-        always-on script's) get "" (= the type's default) first. The form's values stay: a
-        preset picked while the page was loading must not be wiped."""
+        always-on script's) get "" (= the type's default) first. The preset picker is enabled
+        here, in the same answer: no preset is shown before its pickers are refreshed, so this
+        update cannot land after a load (and gradio 3.41 redraws a dropdown whose choices change)."""
         names = self.names()
         available = self._available()
         embeddings = NewChoices(sorted(available.embeddings) if available else [])
-        return Outcome({"preset": Choices(names, None), "editor_pick": Choices(names, None),
+        return Outcome({"preset": Choices(names, None), "editor_pick": Choices(names, None, True),
                         "form_lora_pick": NewChoices(sorted(available.loras) if available else []),
                         "form_embeddings": embeddings, "form_negative_embeddings": embeddings,
                         "form_sampler": NewChoices(["", *_listed(self.samplers)]),
@@ -207,7 +211,8 @@ class PresetEditor:
     def json_edit(self, text: str) -> Outcome:
         """The JSON typed by hand: preview it, and show it in the form once it is a JSON object."""
         data = _json_object(text)
-        form = self._form(data, True) if data is not None else {}
+        # gradio 3.41 may fire .input for a value set by a handler: keep the form's interactivity
+        form = self._form(data, None) if data is not None else {}
         return Outcome({**form, **self.preview(text).values})
 
     def form_edit(self, text: str, *values: Any) -> Outcome:
@@ -298,7 +303,7 @@ def build_preset_editor(gr, editor: PresetEditor, components: Dict[str, Any], wi
     with gr.Accordion("Preset editor", open=False, elem_id="newspicgen_editor"):
         with gr.Row():
             c["editor_pick"] = gr.Dropdown(label="Preset to edit", choices=editor.names(), value=None,
-                                           elem_id="newspicgen_editor_pick")
+                                           interactive=False, elem_id="newspicgen_editor_pick")  # see refresh
             c["editor_new_name"] = gr.Textbox(label="Name for the copy", lines=1,
                                               elem_id="newspicgen_editor_new_name")
         c["editor_msg"] = gr.Markdown("Pick a preset to edit, or fill in the form for a new one.",

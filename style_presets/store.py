@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -91,14 +92,18 @@ class PresetStore:
         self.errors: List[PresetLoadError] = []
         self._builtin: Dict[str, StylePreset] = {}
         self._user: Dict[str, StylePreset] = {}
+        # The WebUI calls a store from several threads at once (a page load runs many events);
+        # one reloads while the others wait, so none reads a half-loaded store.
+        self._lock = threading.RLock()
         self.reload()
 
     # -- reading -------------------------------------------------------------------
     def reload(self) -> None:
-        self.errors = []
-        self._seen = self._user_dir_state()
-        self._builtin = self._load_dir(self.builtin_dir)
-        self._user = self._load_dir(self.user_dir)
+        with self._lock:
+            errors: List[PresetLoadError] = []
+            seen = self._user_dir_state()
+            builtin, user = self._load_dir(self.builtin_dir, errors), self._load_dir(self.user_dir, errors)
+            self.errors, self._builtin, self._user, self._seen = errors, builtin, user, seen
 
     def _user_dir_state(self) -> Optional[tuple]:
         """Name, mtime and size of every user preset file: cheap to read, changes with any edit."""
@@ -111,22 +116,23 @@ class PresetStore:
     def refresh(self) -> bool:
         """Reload if the user folder changed on disk (a preset saved by another process or
         dropped in by hand), so long-lived stores show it without a restart."""
-        state = self._user_dir_state()
-        if state is not None and state == self._seen:
-            return False
-        self.reload()
-        return True
+        with self._lock:
+            state = self._user_dir_state()
+            if state is not None and state == self._seen:
+                return False
+            self.reload()
+            return True
 
-    def _load_dir(self, folder: Path) -> Dict[str, StylePreset]:
+    def _load_dir(self, folder: Path, errors: List[PresetLoadError]) -> Dict[str, StylePreset]:
         presets: Dict[str, StylePreset] = {}
         if not folder.is_dir():
             if folder.exists():
-                self.errors.append(PresetLoadError(folder, "(folder)", "is a file, not a folder; "
+                errors.append(PresetLoadError(folder, "(folder)", "is a file, not a folder; "
                                                    "point the preset folder setting at a directory"))
             return presets
         for path in sorted(folder.glob("*.json")):
-            preset, errors = read_preset(path)
-            self.errors.extend(errors)
+            preset, problems = read_preset(path)
+            errors.extend(problems)
             if preset is not None:
                 presets[preset.name] = preset
         return presets
@@ -205,12 +211,13 @@ class PresetStore:
             reasons = "; ".join(f"{where}: {why}" for where, why in describe_validation_error(exc))
             raise PresetError(f"preset not saved, nothing changed on disk: {reasons}") from None
         target = self.user_path(preset.name)
-        self.user_dir.mkdir(parents=True, exist_ok=True)
-        if target.is_file():  # not a FIFO or device left under the name: reading one would block
-            atomic_write(target.with_name(target.name + ".bak"), target.read_bytes())
-        atomic_write(target, preset.to_json().encode("utf-8"))
-        self._user[preset.name] = preset
-        self._drop_errors_for(target)
+        with self._lock:
+            self.user_dir.mkdir(parents=True, exist_ok=True)
+            if target.is_file():  # not a FIFO or device left under the name: reading one would block
+                atomic_write(target.with_name(target.name + ".bak"), target.read_bytes())
+            atomic_write(target, preset.to_json().encode("utf-8"))
+            self._user[preset.name] = preset
+            self._drop_errors_for(target)
         return target
 
     def duplicate(self, name: str, new_name: str) -> StylePreset:
@@ -227,15 +234,16 @@ class PresetStore:
 
     def delete(self, name: str) -> None:
         """Delete a user preset (kept as NAME.json.bak). Built-ins cannot be deleted."""
-        if name not in self._user:
-            if name in self._builtin:
-                raise PresetError(f"{name!r} is a built-in preset and cannot be deleted; "
-                                  "duplicate it or save your own version under that name instead")
-            raise PresetNotFound(name, self.names())
-        target = self.user_path(name)
-        if target.exists():
-            os.replace(target, target.with_name(target.name + ".bak"))
-        del self._user[name]
+        with self._lock:
+            if name not in self._user:
+                if name in self._builtin:
+                    raise PresetError(f"{name!r} is a built-in preset and cannot be deleted; "
+                                      "duplicate it or save your own version under that name instead")
+                raise PresetNotFound(name, self.names())
+            target = self.user_path(name)
+            if target.exists():
+                os.replace(target, target.with_name(target.name + ".bak"))
+            del self._user[name]
 
     def _drop_errors_for(self, path: Path) -> None:
         self.errors = [e for e in self.errors if Path(e.path) != path]

@@ -106,7 +106,7 @@ def test_json_typed_by_hand_fills_the_form(tmp_path):
     data["negative_embeddings"] = ["EasyNegative", "not-here"]
     data["settings"]["scheduler"] = "Exponential"
     out = editor.json_edit(json.dumps(data))
-    assert out.values["form_loras"].value == "add_detail:0.5"
+    assert out.values["form_loras"] == "add_detail:0.5"
     negative = out.values["form_negative_embeddings"]
     assert negative.value == ["EasyNegative", "not-here"]
     assert negative.choices == ["EasyNegative", "style-ink", "not-here"], "the WebUI's, then what it lacks"
@@ -154,7 +154,8 @@ def test_page_load_lists_the_webuis_lists_and_leaves_the_form_alone(tmp_path):
     assert out["form_lora_pick"] == NewChoices(["add_detail", "film grain"])
     assert out["form_embeddings"] == NewChoices(["EasyNegative", "style-ink"])
     assert out["form_sampler"] == NewChoices(["", *SAMPLERS]) and out["form_scheduler"] == NewChoices(["", *SCHEDULERS])
-    assert set(out) & set(FORM_OUTPUTS) <= set(PICKERS), "a preset picked while the page loads stays"
+    assert set(out) & set(FORM_OUTPUTS) <= set(PICKERS), "the form's values stay"
+    assert out["editor_pick"].interactive, "presets can be picked once the pickers are refreshed"
     unknown = editor_for(tmp_path, available=None).refresh().values
     assert unknown["form_lora_pick"].choices == [] and unknown["form_embeddings"].choices == []
 
@@ -171,3 +172,12 @@ def test_the_tab_takes_its_language_and_lists_from_the_webuis_hooks(tmp_path):
     editor = PresetEditor.from_hooks(lambda: config, hooks)
     assert editor.refresh().values["form_sampler"].choices == ["", *SAMPLERS]
     assert "是内置预设" in editor.load("newspicgen-comic-person").values["editor_msg"]
+
+
+def test_json_shown_again_keeps_a_builtin_read_only(tmp_path):
+    """gradio 3.41 may fire the JSON's .input for text a handler set; that must not unlock a built-in."""
+    editor = editor_for(tmp_path)
+    text = editor.load("newspicgen-comic-person").values["editor_json"].value
+    out = editor.json_edit(text).values
+    assert "form_add_lora" not in out and out["form_steps"] == "25"
+    assert all(getattr(value, "interactive", None) is None for value in out.values())

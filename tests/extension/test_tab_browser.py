@@ -334,6 +334,7 @@ def test_preset_editor_form_writes_the_preset_with_the_webuis_lists(apps, page):
     pick_dropdown(page, "editor_pick", "newspicgen-comic-animal")
     wait_value(page, "form_steps", "v === '25'")
     assert page.is_disabled(_box("form_template")) and page.is_disabled("#newspicgen_form_add_lora")
+    assert page.is_disabled("#newspicgen_form_sampler input")
     assert page.is_checked('#newspicgen_form_types input[type=checkbox] >> nth=0')  # 1 animal
 
     page.fill(_box("editor_new_name"), "form-made")

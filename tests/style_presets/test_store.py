@@ -271,3 +271,25 @@ def test_a_preset_dropped_into_the_user_folder_appears_on_refresh(tmp_path):
     assert store.refresh() and "dropped in" in store.names()
     (tmp_path / "dropped in.json").unlink()
     assert store.refresh() and "dropped in" not in store.names()
+
+
+def test_a_store_read_from_many_threads_while_it_reloads_never_answers_half_loaded(tmp_path):
+    """A page load runs many WebUI events at once, each asking the store for its presets."""
+    source = PresetStore(tmp_path).get("newspicgen-comic-person")
+    for i in range(150):  # enough files that a reload takes a while
+        (tmp_path / f"p{i}.json").write_text(source.copy_with(name=f"p{i}").to_json(), encoding="utf-8")
+    store = PresetStore(tmp_path)
+    (tmp_path / "dropped.json").write_text(source.copy_with(name="dropped").to_json(), encoding="utf-8")
+    start, seen = threading.Barrier(8), []
+
+    def ask():
+        start.wait()
+        store.refresh()
+        seen.append("dropped" in store.names())
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == [True] * 8
