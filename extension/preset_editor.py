@@ -95,8 +95,8 @@ class PresetEditor:
                  language: Optional[Callable[[], str]] = None):
         self.get_config = get_config
         self.available = available
-        self.samplers = samplers or list
-        self.schedulers = schedulers or list
+        self.samplers = samplers or (lambda: [])
+        self.schedulers = schedulers or (lambda: [])
         self._t = Translator(language)
 
     @classmethod
@@ -144,8 +144,7 @@ class PresetEditor:
         dropped into the user folder since show up without a restart, and the WebUI's LoRAs,
         embeddings, samplers and schedulers as they are now. `external` dropdowns (the
         always-on script's) get "" (= the type's default) first. The preset picker is enabled
-        here, in the same answer: no preset is shown before its pickers are refreshed, so this
-        update cannot land after a load (and gradio 3.41 redraws a dropdown whose choices change)."""
+        in this same answer, so no preset can be shown before the WebUI's lists have arrived."""
         names = self.names()
         available = self._available()
         embeddings = NewChoices(sorted(available.embeddings) if available else [])
@@ -211,8 +210,7 @@ class PresetEditor:
     def json_edit(self, text: str) -> Outcome:
         """The JSON typed by hand: preview it, and show it in the form once it is a JSON object."""
         data = _json_object(text)
-        # gradio 3.41 may fire .input for a value set by a handler: keep the form's interactivity
-        form = self._form(data, None) if data is not None else {}
+        form = self._form(data, None) if data is not None else {}  # as editable as the JSON it mirrors
         return Outcome({**form, **self.preview(text).values})
 
     def form_edit(self, text: str, *values: Any) -> Outcome:

@@ -175,7 +175,7 @@ def test_the_tab_takes_its_language_and_lists_from_the_webuis_hooks(tmp_path):
 
 
 def test_json_shown_again_keeps_a_builtin_read_only(tmp_path):
-    """gradio 3.41 may fire the JSON's .input for text a handler set; that must not unlock a built-in."""
+    """Filling the form from the JSON never changes what may be edited: that is load's and Duplicate's."""
     editor = editor_for(tmp_path)
     text = editor.load("newspicgen-comic-person").values["editor_json"].value
     out = editor.json_edit(text).values
