@@ -76,6 +76,15 @@ def _regex() -> str:
     return output_regex()
 
 
+def constraint_fields(mode: str, regex: str, schema: Dict[str, Any], name: str) -> Dict[str, Any]:
+    """The request fields that make a server enforce the output shape: SGLang's
+    top-level `regex`, or OpenAI's `response_format` with the JSON schema."""
+    if mode == "regex":
+        return {"regex": regex}
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema,
+                                                                        "strict": True}}}
+
+
 def _normalize_url(url: str) -> str:
     url = url.strip().rstrip("/")
     if "://" not in url:
@@ -306,11 +315,7 @@ class PromptClient:
         }
         if seed is not None:
             body["seed"] = int(seed)
-        if self.mode == "regex":
-            body["regex"] = _regex()
-        else:
-            body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "picture_prompt", "schema": output_json_schema(), "strict": True}}
+        body.update(constraint_fields(self.mode, _regex(), output_json_schema(), "picture_prompt"))
         return body
 
     def generate(self, news: Union[News, Mapping[str, Any]], *, seed: Optional[int] = None,
