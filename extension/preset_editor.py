@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 import pydantic
 
 from prompt_server.compat import describe_validation_error
+from style_presets.bases import BASE_CODES
 from style_presets.compose import compose
 from style_presets.preset import StylePreset
 from style_presets.store import PresetError, PresetNotFound
@@ -133,6 +134,7 @@ class PresetEditor:
                                for name, value in values.items()}
         for name in ("form_embeddings", "form_negative_embeddings"):
             out[name] = Choices(_with(embeddings, values[name]), values[name], editable)
+        out["form_base"] = Choices(_with(["", *BASE_CODES], [values["form_base"]]), values["form_base"], editable)
         for name, listed in (("form_sampler", self.samplers), ("form_scheduler", self.schedulers)):
             out[name] = Choices(_with(["", *_listed(listed)], [values[name]]), values[name], editable)
         if editable is not None:
@@ -311,6 +313,8 @@ def build_preset_editor(gr, editor: PresetEditor, components: Dict[str, Any], wi
                 with gr.Row():
                     c["form_name"] = gr.Textbox(label="Preset name", lines=1, elem_id="newspicgen_form_name")
                     c["form_family"] = gr.Textbox(label="Preset family", lines=1, elem_id="newspicgen_form_family")
+                    c["form_base"] = gr.Dropdown(label="Made for (empty: any model)", choices=["", *BASE_CODES],
+                                                 value="", elem_id="newspicgen_form_base")
                 c["form_description"] = gr.Textbox(label="Preset description", lines=1,
                                                    elem_id="newspicgen_form_description")
                 c["form_types"] = gr.CheckboxGroup(label="Picture types it serves", choices=type_choices(),
@@ -342,6 +346,7 @@ def build_preset_editor(gr, editor: PresetEditor, components: Dict[str, Any], wi
                     c["form_scheduler"] = gr.Dropdown(label="Preset schedule type", choices=[""], value="",
                                                       allow_custom_value=True, elem_id="newspicgen_form_scheduler")
                     setting("form_cfg_scale", label="Preset CFG scale")
+                    setting("form_distilled_cfg_scale", label="Preset distilled CFG (Forge, Flux)")
                 with gr.Row():
                     setting("form_width", label="Preset width")
                     setting("form_height", label="Preset height")
