@@ -14,6 +14,7 @@ import pydantic
 
 from prompt_server.schema import PicturePrompt
 from style_presets.availability import Availability, missing
+from style_presets.bases import BASE_CODES
 from style_presets.compose import compose
 from style_presets.interop import export_a1111_csv, import_a1111_csv, import_fooocus
 from style_presets.preset import StylePreset
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", help="family of the imported presets (default: a1111-styles / fooocus)")
     p.add_argument("--embeddings", help="the WebUI's /sdapi/v1/embeddings JSON: names found in the "
                                         "text become embedding references")
+    p.add_argument("--base", choices=BASE_CODES, help="the model family the styles are for (default: sdxl for "
+                                                      "Fooocus, which runs SDXL only; unset for a styles.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace presets of the same name")
     p.add_argument("--replace-builtins", action="store_true",
                    help="let imported styles named like built-in presets replace them")
@@ -213,6 +216,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     kwargs: Dict[str, Any] = {"known_embeddings": known}
     if args.family:
         kwargs["family"] = args.family
+    if args.base:
+        kwargs["base"] = args.base
     presets = reader(args.file, **kwargs)
     target = PresetStore(args.into)
     names = [p.name for p in presets]
