@@ -69,7 +69,7 @@ class NewsPicGenScript(scripts.Script):
         try:
             composed = webui.get_config().pipeline().run(News(title=title or "", content=content or ""),
                                                          preset=preset or None, seed=_prompt_seed(p),
-                                                         available=webui.available())
+                                                         available=webui.available(), base=webui.model_base())
         except Exception as exc:  # the WebUI would only log it and draw the caller's prompt
             error = compose_failed(exc)
             print(f"{error} (this generation is refused)")

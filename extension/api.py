@@ -67,13 +67,15 @@ def split_overrides(overrides: Optional[Mapping[str, Any]]) -> Tuple[Dict[str, A
 
 
 def mount_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2img: Optional[Txt2Img] = None,
-                 available: Callable[[], Any] = lambda: None, dependencies: Optional[list] = None) -> None:
-    """Add the NewsPicGen routes to `app`; `dependencies` e.g. the WebUI's --api-auth check."""
+                 available: Callable[[], Any] = lambda: None, dependencies: Optional[list] = None,
+                 model_base: Callable[[], Optional[str]] = lambda: None) -> None:
+    """Add the NewsPicGen routes to `app`; `dependencies` e.g. the WebUI's --api-auth check;
+    `model_base()` the loaded model's family (per-type default presets are picked for it)."""
 
     def compose_for(req: PromptRequest, overrides: Optional[Mapping[str, Any]] = None):
         return get_config().pipeline().run(News(title=req.title or "", content=req.content or ""),
                                            preset=req.preset, seed=req.seed, overrides=overrides,
-                                           available=available())
+                                           available=available(), base=model_base())
 
     def prompt(req: PromptRequest) -> Dict[str, Any]:
         try:
@@ -88,6 +90,7 @@ def mount_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2im
             return {"presets": [p.to_dict() for p in store.list()],
                     "builtin": [n for n in store.names() if store.is_builtin(n)],
                     "families": list(store.families()), "default_family": config.family,
+                    "model_base": model_base(),
                     "errors": [str(e) for e in store.errors]}
         except Exception as exc:
             raise _http_error(exc) from exc

@@ -47,6 +47,8 @@ class PresetList(BaseModel):
     builtin: List[str] = Field(..., description="names of the read-only built-in presets")
     families: List[str]
     default_family: Optional[str] = Field(None, description="Settings > NewsPicGen > default preset family")
+    model_base: Optional[str] = Field(None, description="the loaded model's family (sd15, sdxl, flux; null: "
+                                                        "unknown): per-type default presets are made for it")
     errors: List[str] = Field(default_factory=list,
                               description="preset files that failed to load: path: field: message")
 

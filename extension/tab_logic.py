@@ -103,16 +103,22 @@ class TabLogic:
     """The tab's behaviour; `get_config()` is read on every event so settings apply at once."""
 
     def __init__(self, get_config: Callable[[], Any], available: Optional[Callable[[], Any]] = None,
-                 language: Optional[Callable[[], str]] = None):
+                 language: Optional[Callable[[], str]] = None,
+                 model_base: Optional[Callable[[], Optional[str]]] = None):
         self.get_config = get_config
         self.available = available or (lambda: None)
+        self.model_base = model_base or (lambda: None)  # the loaded model's family, asked on every event
         self._t = Translator(language)
         self._info: Dict[str, ServerInfo] = {}
 
     @classmethod
     def from_hooks(cls, get_config: Callable[[], Any], hooks: Any = None) -> TabLogic:
         """The tab's logic connected to the WebUI's hooks (extension.webui_hooks.WebUIHooks)."""
-        return cls(get_config, getattr(hooks, "available", None), getattr(hooks, "language", None))
+        return cls(get_config, getattr(hooks, "available", None), getattr(hooks, "language", None),
+                   getattr(hooks, "model_base", None))
+
+    def _base(self) -> Optional[str]:
+        return asked(self.model_base)
 
     def _lang(self) -> str:
         return self._t.language()
@@ -232,7 +238,7 @@ class TabLogic:
     # preset following the type
     def _followed_preset(self, code: str, current: str) -> Dict[str, Any]:
         try:
-            return {"preset": self.get_config().pipeline().preset_for(code).name}
+            return {"preset": self.get_config().pipeline().preset_for(code, base=self._base()).name}
         except PresetNotFound:
             return {"preset": current}
 
@@ -253,7 +259,8 @@ class TabLogic:
             return Outcome({**empty, "preview_notes": note})
         try:
             pp = picture_prompt_from_fields((en_prompt, ch_prompt, en_keyword, ch_keyword, type_text))
-            composed = self.get_config().pipeline().compose(pp, preset_name, available=self._available())
+            composed = self.get_config().pipeline().compose(pp, preset_name, available=self._available(),
+                                                            base=self._base())
         except (ValueError, PresetNotFound) as exc:
             return Outcome({**empty, "preview_notes": f"⚠️ {exc}"})
         return Outcome({"positive": composed.prompt, "negative": composed.negative_prompt,

@@ -16,10 +16,10 @@ from prompt_server.schema import PicturePrompt  # noqa: E402
 NEWS = {"title": "大熊猫宝宝首次亮相", "content": "成都大熊猫繁育研究基地的大熊猫宝宝今天首次与游客见面。"}
 
 
-def client_for(url: str, preset_dir=None, txt2img=None) -> TestClient:
+def client_for(url: str, preset_dir=None, txt2img=None, model_base=lambda: None) -> TestClient:
     app = fastapi.FastAPI()
     config = NewsPicGenConfig(server_url=url, timeout=60, preset_dir=str(preset_dir) if preset_dir else None)
-    mount_routes(app, lambda: config, txt2img=txt2img)
+    mount_routes(app, lambda: config, txt2img=txt2img, model_base=model_base)
     return TestClient(app)
 
 
@@ -51,6 +51,17 @@ def test_prompt_returns_a_valid_picture_prompt_and_the_composed_prompt(api):
 def test_named_preset_is_used(api):
     body = api.post("/newspicgen/v1/prompt", json={**NEWS, "preset": "ink-wash-nature", "seed": 1}).json()
     assert body["preset"] == "ink-wash-nature"
+
+
+def test_the_routes_pick_the_preset_made_for_the_loaded_model(local_server_url, tmp_path):
+    api = client_for(local_server_url, tmp_path, model_base=lambda: "flux")
+    body = api.post("/newspicgen/v1/prompt", json={**NEWS, "seed": 7}).json()
+    assert body["preset"].endswith("-flux") and body["negative_prompt"] == "" and body["warnings"] == []
+    assert body["settings"]["cfg_scale"] == 1 and body["settings"]["distilled_cfg_scale"] == 3.5
+    named = api.post("/newspicgen/v1/prompt", json={**NEWS, "seed": 7, "preset": "ink-wash-nature"}).json()
+    assert named["preset"] == "ink-wash-nature"
+    assert any("made for SDXL; Flux is loaded" in w for w in named["warnings"])
+    assert api.get("/newspicgen/v1/presets").json()["model_base"] == "flux"
 
 
 def test_unknown_preset_is_404_naming_the_available_ones(api):

@@ -258,3 +258,22 @@ def test_switching_presets_keeps_unsaved_edits_as_a_draft(tmp_path):
     saved = editor.save(edited, "", back.values["editor_state"])
     assert saved.values["editor_state"]["drafts"] == {}
     assert json.loads((tmp_path / "mine.json").read_text(encoding="utf-8"))["prompt"].startswith("woodcut, ")
+
+
+def test_the_preset_follows_the_type_for_the_loaded_model_and_a_hand_picked_one_is_warned_about(
+        local_server_url, tmp_path):
+    config = NewsPicGenConfig(server_url=local_server_url, timeout=60, preset_dir=str(tmp_path))
+    loaded = {"base": "sd15"}
+    logic = TabLogic(lambda: config, model_base=lambda: loaded["base"])
+    assert logic.type_changed(type_label("2"), True, "").values["preset"] == "newspicgen-comic-person-sd15"
+    values = logic.generate(NEWS_TITLE, NEWS_CONTENT, True, "").values
+    assert values["preset"].endswith("-sd15")
+    preview = logic.preview("a runner", "", "runner", "", type_label("2"), "newspicgen-comic-person-sd15").values
+    assert "Size: 768x448" in preview["infotext"] and preview["preview_notes"] == ""
+    preview = logic.preview("a runner", "", "runner", "", type_label("2"), "newspicgen-comic-person").values
+    assert "made for SDXL; SD 1.5 is loaded" in preview["preview_notes"]  # kept, and said
+    assert "Size: 1280x736" in preview["infotext"]
+    loaded["base"] = "flux"  # Forge's UI switched: asked again on every event
+    assert logic.type_changed(type_label("2"), True, "").values["preset"] == "newspicgen-comic-person-flux"
+    loaded["base"] = None  # unknown: the published SDXL look, as before
+    assert logic.type_changed(type_label("2"), True, "").values["preset"] == "newspicgen-comic-person"
