@@ -70,7 +70,7 @@ def test_with_an_sd15_checkpoint_send_to_txt2img_gives_sd15_size_and_settings(we
     assert page.input_value("#txt2img_sampling input") == "DPM++ 2M"
 
 
-def test_a_hand_picked_sdxl_preset_is_kept_and_warned_about_on_sd15(webui, watched):
+def test_a_hand_picked_sdxl_preset_is_kept_and_warned_about_on_sd15(webui):
     wait_for_base(webui.base, "sd15")
     status, body = call(webui.base, "/newspicgen/v1/prompt", {**NEWS, "seed": 3, "preset": "newspicgen-comic-person"})
     assert status == 200, body
