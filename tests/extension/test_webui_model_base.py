@@ -8,7 +8,6 @@ the SDXL ones.
 """
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
@@ -83,9 +82,16 @@ def test_forge_with_its_ui_switched_to_xl_picks_the_sdxl_preset(webui, watched):
         pytest.skip("the UI preset (sd / xl / flux / all) is Forge's")
     watched.open()
     page = watched.page
-    page.locator("#forge_ui_preset label").filter(has_text=re.compile(r"^\s*xl\s*$")).click()
+    page.click('#forge_ui_preset [data-testid="xl-radio-label"]')  # gradio 4.40's Radio option
     try:
-        wait_for_base(webui.base, "sdxl", timeout=60)
+        page.wait_for_function("document.querySelector('#forge_ui_preset input[value=\"xl\"]').checked")
+        try:
+            wait_for_base(webui.base, "sdxl", timeout=60)
+        except AssertionError as exc:
+            status, options = call(webui.base, "/sdapi/v1/options", timeout=30)
+            tail = webui.log.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{exc}; options say forge_preset={options.get('forge_preset')!r}; "
+                                 f"console: {watched.console}; log: {tail}") from None
         preset, fields = generate(watched)
         assert preset.startswith("newspicgen-comic-") and not preset.endswith(("-sd15", "-flux")), preset
         assert (fields["Size"], fields["Sampler"], fields["Steps"]) == ("1280x736", "DPM++ SDE", "25")
