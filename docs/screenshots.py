@@ -202,10 +202,10 @@ def take_server_down(browser, base: str, proxy: SwitchableProxy, out: Path) -> N
         page.fill("#newspicgen_content textarea", NEWS["content"])
         page.click("#newspicgen_generate")
         page.wait_for_selector(".toast-body")
-        # the status line turns into the down notice: the URL it tried and the command that starts a server
+        # the status line turns into the down notice: the URL it tried and what to do about it
         where = json.dumps(proxy.url.split("//")[1])
         page.wait_for_function(f"document.querySelector('#newspicgen_status').innerText.includes({where})"
-                               " && document.querySelector('#newspicgen_status pre')")
+                               " && document.querySelector('#newspicgen_status').innerText.includes('panel')")
         page.wait_for_timeout(300)
         page.screenshot(path=str(out / "server_down.png"), full_page=True,
                         clip=clip_to_tab(page, "#newspicgen_content", margin=8))
