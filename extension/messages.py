@@ -45,11 +45,14 @@ ZH: Dict[str, str] = {
     "**{name}** is a built-in preset (read-only). Type a name for a copy and press **Duplicate preset** "
     "to get an editable user preset.":
         "**{name}** 是内置预设（只读）。输入副本名称并点击 **复制预设**，即可得到可编辑的用户预设。",
-    "**{name}** is a user preset: `{path}`": "**{name}** 是用户预设：`{path}`",
-    "Deleted **{name}** (backup: `{path}`). Its JSON stays here; **Save preset** restores it.":
-        "已删除 **{name}**（备份：`{path}`）。它的 JSON 仍在此处；点击 **保存预设** 即可恢复。",
-    "Duplicated as **{name}**: `{path}`": "已复制为 **{name}**：`{path}`",
-    "Saved **{name}** to `{path}`": "已将 **{name}** 保存到 `{path}`",
+    # a file name, not its path: the folder is in Settings, and a path would show the machine's layout
+    "**{name}** is a user preset: `{file}` in the user preset folder":
+        "**{name}** 是用户预设：用户预设文件夹中的 `{file}`",
+    "Deleted **{name}** (backup: `{file}` in the user preset folder). Its JSON stays here; **Save preset** "
+    "restores it.":
+        "已删除 **{name}**（备份：用户预设文件夹中的 `{file}`）。它的 JSON 仍在此处；点击 **保存预设** 即可恢复。",
+    "Duplicated as **{name}**: `{file}` in the user preset folder": "已复制为 **{name}**：用户预设文件夹中的 `{file}`",
+    "Saved **{name}** as `{file}` in the user preset folder": "已将 **{name}** 保存为用户预设文件夹中的 `{file}`",
     "Your unsaved edits are back; **Save preset** keeps them.": "未保存的修改已恢复；点击 **保存预设** 即可保留。",
     "Your unsaved edits to **{name}** are kept: pick it again to get them back.":
         "对 **{name}** 未保存的修改已保留：再次选择它即可找回。",

@@ -211,7 +211,8 @@ class PresetEditor:
             msg = self._t("**{name}** is a built-in preset (read-only). Type a name for a copy and press "
                           "**Duplicate preset** to get an editable user preset.", name=name)
         else:
-            msg = self._t("**{name}** is a user preset: `{path}`", name=name, path=store.user_path(name))
+            msg = self._t("**{name}** is a user preset: `{file}` in the user preset folder", name=name,
+                          file=store.user_path(name).name)
         stored = preset.to_json()
         shown = stored
         if name in drafts and not builtin:
@@ -276,7 +277,8 @@ class PresetEditor:
             path = store.save(preset)
         except (PresetError, OSError) as exc:
             return _refused(str(exc))
-        return Outcome({"editor_msg": self._t("Saved **{name}** to `{path}`", name=preset.name, path=path),
+        return Outcome({"editor_msg": self._t("Saved **{name}** as `{file}` in the user preset folder",
+                                                     name=preset.name, file=path.name),
                         "editor_state": _after(state, preset.name, text),
                         **self._lists(preset.name, main_preset)})
 
@@ -298,7 +300,8 @@ class PresetEditor:
         except (ValueError, PresetError, PresetNotFound, OSError) as exc:
             return _refused(str(exc))
         return Outcome({"editor_json": Editable(copy.to_json(), True), "editor_new_name": "",
-                        "editor_msg": self._t("Duplicated as **{name}**: `{path}`", name=new_name, path=path),
+                        "editor_msg": self._t("Duplicated as **{name}**: `{file}` in the user preset folder",
+                                              name=new_name, file=path.name),
                         "editor_state": _after(state, new_name, copy.to_json()),
                         **self._form(copy.to_dict(), True),
                         **self._lists(new_name, main_preset)})
@@ -313,9 +316,9 @@ class PresetEditor:
             return _refused(str(exc))
         # The JSON and the form stay (editable), so Save brings the preset back.
         return Outcome({"editor_json": Editable(None, True),
-                        "editor_msg": self._t("Deleted **{name}** (backup: `{path}`). Its JSON stays here; "
-                                              "**Save preset** restores it.",
-                                              name=name, path=f"{store.user_path(name)}.bak"),
+                        "editor_msg": self._t("Deleted **{name}** (backup: `{file}` in the user preset "
+                                              "folder). Its JSON stays here; **Save preset** restores it.",
+                                              name=name, file=f"{store.user_path(name).name}.bak"),
                         "editor_state": _after(state, None, ""),
                         **self._lists(None, main_preset)})
 
