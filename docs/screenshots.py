@@ -11,12 +11,12 @@ docs/images/ (cropped to the WebUI's checkpoint row, tab row and our tab):
 
   tab.png            the NewsPicGen tab after Generate prompt
   server_down.png    Generate with the prompt server down (the proxy closed): the toast and the status line
-
-No picture may show a path of the machine it is taken on (this checkout, the temporary data
-folder, the home folder): the run stops with the text that carries one.
   tab_zh.png         tab.png again after Settings -> Localization zh_CN -> Reload UI: the WebUI's own
                      localization, from this repository's localizations/zh_CN.json (then back to None)
   preset_editor.png  the Preset editor (#newspicgen_editor) after Duplicate of newspicgen-comic-person
+
+No picture may show a path of the machine it is taken on (this checkout, the temporary data
+folder, the home folder): the run stops with the text that carries one.
 
 Options: `--webui-dir` (default $NEWSPICGEN_WEBUI_DIR), `--webui-start SCRIPT`
 (default $NEWSPICGEN_WEBUI_START: a start script taking `PORT [args...]`, as for
