@@ -18,6 +18,7 @@ from style_presets.store import PresetNotFound
 
 from .api_models import ComposedResponse, ErrorBody, PresetList, PromptRequest, Txt2ImgRequest, Txt2ImgResponse
 from .config import ConfigError, NewsPicGenConfig
+from .messages import error_text
 
 PREFIX = "/newspicgen/v1"
 TAGS = ["NewsPicGen"]
@@ -54,9 +55,16 @@ def error_status(exc: BaseException) -> Optional[int]:
 
 
 def _http_error(exc: Exception) -> Exception:
+    """The HTTPException the caller gets for `exc` (the WebUI prints no traceback for one), its
+    detail plain text with the WebUI's hints; a 5xx is one line on the console too."""
     from fastapi import HTTPException  # the WebUI's own fastapi; not needed to import this module
     status = error_status(exc)
-    return exc if status is None else HTTPException(status_code=status, detail=str(exc))
+    if status is None:
+        return exc
+    detail = error_text(exc, "en")
+    if status >= 500:
+        print(f"NewsPicGen: HTTP {status}: {detail}")
+    return HTTPException(status_code=status, detail=detail)
 
 
 def split_overrides(overrides: Optional[Mapping[str, Any]]) -> Tuple[Dict[str, Any], Dict[str, Any]]:

@@ -141,15 +141,6 @@ def apply_provenance(p: Any, values: Tuple[Any, ...], prompt: Any) -> bool:
     return True
 
 
-class NewsPicGenError(RuntimeError):
-    """The always-on script could not compose; the WebUI's API answers with status_code and detail."""
-
-    def __init__(self, message: str, status_code: int = 500):
-        super().__init__(message)
-        self.status_code = status_code  # read by the WebUI's API exception handler (vars(e))
-        self.detail = message
-
-
 def refuse_processing(p: Any, error: Exception) -> None:
     """Make this generation fail with `error` instead of using the caller's own prompt.
 

@@ -76,8 +76,8 @@ def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None,
     key = key_note(environ, language)
     specs: list[dict[str, Any]] = [
         dict(key=KEY_SERVER_URL, default=DEFAULT_SERVER_URL, label="Prompt server URL",
-             info=tr(language, "SGLang or `python -m prompt_server serve`; the {env} environment variable "
-                               "overrides this", env=ENV_SERVER_URL) + f". {key}"),
+             info=tr(language, "SGLang or python -m prompt_server serve; the {env} environment variable "
+                               "overrides this", env=ENV_SERVER_URL) + ("。" if language == "zh" else ". ") + key),
         dict(key=KEY_TIMEOUT, default=int(DEFAULT_TIMEOUT_S), label="Prompt server timeout (seconds)", kind="number"),
         dict(key=KEY_MODE, default=DEFAULT_MODE, label="Output constraint", kind="dropdown", choices=list(MODES),
              info="regex for SGLang and the bundled engine; json_schema for other OpenAI-compatible servers"),

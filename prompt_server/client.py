@@ -286,10 +286,12 @@ class PromptClient:
                               status=response.status_code, url=self.base_url) from None
         except requests.exceptions.ConnectTimeout as exc:
             # a host that drops packets is unreachable, not slow
+            self.last_latency_ms = None  # it timed a server that is gone (a restarted one starts afresh)
             raise ServerUnreachable(self.base_url, "connection timed out") from exc
         except requests.exceptions.Timeout as exc:
             raise ServerTimeout(self.base_url, timeout) from exc
         except requests.exceptions.ConnectionError as exc:
+            self.last_latency_ms = None
             raise ServerUnreachable(self.base_url, _connection_reason(exc)) from exc
         except requests.exceptions.RequestException as exc:
             raise ServerError(f"request to {self.base_url}{path} failed: {self._scrub(one_line(exc))}",
@@ -348,7 +350,7 @@ class PromptClient:
         if status == 404:
             raise ServerError(f"{self.base_url} has no /v1/chat/completions (HTTP 404)",
                               "check the server URL: it should point at SGLang or "
-                              "`python -m prompt_server serve`", status=status)
+                              '"python -m prompt_server serve"', status=status)
         if status != 200:
             raise ServerError(f"the prompt server at {self.base_url} answered HTTP {status}: "
                               f"{self._server_text(response)}", status=status)
@@ -362,7 +364,7 @@ class PromptClient:
                 f"the server at {self.base_url} answered 200 but not with a chat completion: "
                 f"{self._scrub(excerpt(response.text, 200))}",
                 "check that the URL points at an OpenAI-compatible server (SGLang, "
-                "`python -m prompt_server serve`, vLLM, ...)", status=status) from None
+                '"python -m prompt_server serve", vLLM, ...)', status=status) from None
         if not isinstance(content, str):
             raise InvalidOutput(repr(content), "the answer has no text content")
         if finish_reason == "length":

@@ -40,5 +40,6 @@ def start_command(port: Optional[int] = None) -> str:
 
 def start_hint(port: Optional[int] = None) -> str:
     shown = f" --port {port}" if port and port != DEFAULT_PORT else ""
-    return (f"start it with `{start_command(port)}` in the NewsPicGen folder "
-            f"(`newspicgen serve{shown}` where the package is pip-installed)")
+    # plain text: hints end up in toasts, terminals and JSON, where Markdown shows as typed
+    return (f'start it with "{start_command(port)}" in the NewsPicGen folder '
+            f'("newspicgen serve{shown}" where the package is pip-installed)')

@@ -25,8 +25,7 @@ INSTRUCTION_TEMPLATE = ("以下是一篇新闻，标题“{title}”。新闻内
 class EmptyNewsError(ValueError):
     """The news has neither title nor content once markup and invisible characters are gone."""
 
-    DEFAULT = ("the news is empty after cleaning (no text left once HTML, control and "
-               "zero-width characters are removed); paste a title or content")
+    DEFAULT = "the news is empty (markup and invisible characters do not count); paste a title or content"
 
     def __init__(self, message: Optional[str] = None):
         super().__init__(message or self.DEFAULT)

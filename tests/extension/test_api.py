@@ -81,11 +81,14 @@ def test_missing_content_field_is_422(api):
     assert api.post("/newspicgen/v1/prompt", json={"title": "only a title"}).status_code == 422
 
 
-def test_prompt_server_down_is_503_with_the_start_command(closed_port_url):
+def test_prompt_server_down_is_503_with_what_to_do_in_plain_text(closed_port_url, capsys):
     response = client_for(closed_port_url).post("/newspicgen/v1/prompt", json=NEWS)
     assert response.status_code == 503
-    assert closed_port_url in response.json()["detail"]
-    assert "make serve" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert closed_port_url in detail and "Prompt server panel" in detail
+    assert "`" not in detail and not detail.startswith("NewsPicGen")
+    logged = [line for line in capsys.readouterr().out.splitlines() if "NewsPicGen" in line]
+    assert logged == [f"NewsPicGen: HTTP 503: {detail}"], "one line on the console, no traceback"
 
 
 def test_prompt_server_down_503_never_shows_the_urls_password(closed_port_url):

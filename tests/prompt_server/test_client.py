@@ -315,6 +315,23 @@ def test_health_of_a_server_that_is_down_is_not_ok_and_says_why():
     assert url in str(info.error) and "make serve" in info.error.hint
 
 
+def test_the_last_latency_is_forgotten_once_its_server_is_gone():
+    """A restarted server must not be shown with the latency of the process before it."""
+    body = json.dumps(completion(VALID.to_json())).encode()
+
+    def answer(handler):
+        handler.head()  # Connection: close, so no kept-alive connection outlives the server
+        handler.wfile.write(body)
+
+    server = hostile_server(answer)
+    with server:
+        client = PromptClient(server.url, retries=0)
+        client.generate(SAMPLE_NEWS[0])
+        assert client.last_latency_ms is not None
+    assert client.health().ok is False  # the same port, nothing listening any more
+    assert client.last_latency_ms is None
+
+
 def test_generate_many_returns_failures_in_place_instead_of_raising():
     client = PromptClient(f"http://127.0.0.1:{free_port()}", retries=0)
     results = client.generate_many([SAMPLE_NEWS[0], {"title": "", "content": " "}], concurrency=2)
