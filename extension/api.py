@@ -113,3 +113,5 @@ def mount_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2im
     app.add_api_route(f"{PREFIX}/txt2img", run_txt2img, methods=["POST"], response_model=Txt2ImgResponse,
                       responses=_ERRORS, tags=TAGS, dependencies=dependencies,
                       summary="News -> picture, through the WebUI's own txt2img")
+    from .task_api import mount_task_routes  # comic strip and ad poster routes
+    mount_task_routes(app, get_config, txt2img=txt2img, available=available, dependencies=dependencies)
