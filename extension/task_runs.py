@@ -22,6 +22,11 @@ from .config import NewsPicGenConfig, key_for
 Txt2Img = Callable[[Dict[str, Any], Dict[str, str]], Dict[str, Any]]
 
 
+# The WebUI's txt2img, set when the routes are mounted (on_app_started, after the tab is built):
+# the tab's parts read it at click time.
+WEBUI: Dict[str, Optional[Txt2Img]] = {"txt2img": None}
+
+
 def task_client(config: NewsPicGenConfig, task: Task) -> PromptClient:
     """A client for `task`'s server: NEWSPICGEN_<TASK>_SERVER_URL / _MODEL, else the news server."""
     url, model = task.server(news_url=config.server_url.strip().rstrip("/"))
