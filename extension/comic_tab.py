@@ -145,17 +145,20 @@ class ComicPart:
         return Outcome(panel_fields(index, panel))
 
     def compose(self, panels: Any, family: str, seed: Any, seed_step: bool, values: Sequence[Any],
-                state: Optional[Dict[str, Any]]) -> ComposedStrip:
+                state: Optional[Dict[str, Any]], overrides: Optional[Dict[str, Any]] = None) -> ComposedStrip:
         strip = strip_from_fields(values, int(panels), state)
         image_seed = int(seed) if seed is not None and int(seed) >= 0 else random.randrange(2 ** 32)
         return compose_strip(strip, self.get_config().store(), family=family or None, seed=image_seed,
-                             seed_step=1 if seed_step else 0, available=asked(self.available))
+                             seed_step=1 if seed_step else 0, overrides=overrides, available=asked(self.available))
 
-    def render(self, panels: Any, family: str, seed: Any, seed_step: bool, state: Optional[Dict[str, Any]],
-               *values: Any) -> Outcome:
-        """Every panel through the WebUI's txt2img, then the strip; all saved in its outputs folder."""
+    def render(self, panels: Any, family: str, seed: Any, seed_step: bool, steps: Any, width: Any, height: Any,
+               state: Optional[Dict[str, Any]], *values: Any) -> Outcome:
+        """Every panel through the WebUI's txt2img, then the strip; all saved in its outputs folder.
+        steps / width / height of 0 keep the preset's."""
         try:
-            composed = self.compose(panels, family, seed, seed_step, values, state)
+            overrides = {k: int(v) for k, v in (("steps", steps), ("width", width), ("height", height))
+                         if v is not None and int(v) > 0}
+            composed = self.compose(panels, family, seed, seed_step, values, state, overrides)
             txt2img = task_runs.WEBUI.get("txt2img")
             if txt2img is None:
                 return Outcome(warning="NewsPicGen comic: the WebUI's txt2img API is not available; "
@@ -221,6 +224,10 @@ def build_comic_part(gr: Any, get_config: Callable[[], Any], hooks: Any, c: Dict
                                                                elem_id=f"newspicgen_comic_panel_{i}_caption")
                     regenerate.append(gr.Button(f"Regenerate panel {i + 1}", elem_id=f"newspicgen_comic_regen_{i}"))
             cards.append(card)
+        with gr.Row():
+            for name, label in (("steps", "Steps"), ("width", "Width"), ("height", "Height")):
+                c[f"comic_{name}"] = gr.Number(label=f"{label} (0 = the preset's)", value=0, precision=0,
+                                               elem_id=f"newspicgen_comic_{name}")
         draw = gr.Button("Generate all panels", variant="primary", elem_id="newspicgen_comic_render")
         c["comic_notes"] = gr.Markdown(elem_id="newspicgen_comic_notes")
         c["comic_strip"] = gr.Image(label="Strip", type="filepath", interactive=False,
@@ -238,5 +245,6 @@ def build_comic_part(gr: Any, get_config: Callable[[], Any], hooks: Any, c: Dict
         one.__name__ = f"regenerate_panel_{i + 1}"
         wire(button.click, one, ["title", "content", "comic_panels", *CARD_KEYS],
              [f"comic_panel_{i}_{f}" for f in PANEL_FIELDS])
-    wire(draw.click, part.render, ["comic_panels", "comic_family", "comic_seed", "comic_seed_step", "comic_state",
-                                   *CARD_KEYS], ["comic_strip", "comic_gallery", "comic_prompts", "comic_notes"])
+    wire(draw.click, part.render, ["comic_panels", "comic_family", "comic_seed", "comic_seed_step", "comic_steps",
+                                   "comic_width", "comic_height", "comic_state", *CARD_KEYS],
+         ["comic_strip", "comic_gallery", "comic_prompts", "comic_notes"])

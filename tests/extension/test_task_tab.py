@@ -75,9 +75,10 @@ def test_render_draws_every_panel_and_saves_the_strip_with_infotexts(tmp_path, s
     fields = fields_from_strip(STRIP)
     fields["comic_char_1_en"] = "a small boy in a green raincoat"  # changed once, on the sheet
     part = ComicPart(config_for("http://127.0.0.1:9", tmp_path), folder=lambda: tmp_path / "out")
-    outcome = part.render(4, "", 21, False, dump(STRIP), *values_of(fields))
+    outcome = part.render(4, "", 21, False, 1, 64, 64, dump(STRIP), *values_of(fields))
     assert outcome.warning is None, outcome.warning
     assert len(stub_txt2img) == 4 and {p["seed"] for p, _ in stub_txt2img} == {21}
+    assert {(p["steps"], p["width"], p["height"]) for p, _ in stub_txt2img} == {(1, 64, 64)}
     assert [("green raincoat" in p["prompt"]) for p, _ in stub_txt2img] == [False, True, True, False]
     assert len(outcome.values["comic_gallery"]) == 4
     assert (tmp_path / "out").glob("*-strip.png") and outcome.values["comic_strip"].endswith("-strip.png")
@@ -89,7 +90,7 @@ def test_render_draws_every_panel_and_saves_the_strip_with_infotexts(tmp_path, s
 def test_render_without_the_webui_api_says_how_to_fix_it(tmp_path, monkeypatch):
     monkeypatch.setitem(task_runs.WEBUI, "txt2img", None)
     part = ComicPart(config_for("http://127.0.0.1:9", tmp_path), folder=lambda: tmp_path)
-    outcome = part.render(4, "", -1, False, dump(STRIP), *values_of(fields_from_strip(STRIP)))
+    outcome = part.render(4, "", -1, False, 0, 0, 0, dump(STRIP), *values_of(fields_from_strip(STRIP)))
     assert outcome.values == {} and "--api" in outcome.warning
 
 
