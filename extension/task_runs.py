@@ -29,7 +29,8 @@ WEBUI: Dict[str, Optional[Txt2Img]] = {"txt2img": None}
 
 def task_client(config: NewsPicGenConfig, task: Task) -> PromptClient:
     """A client for `task`'s server: NEWSPICGEN_<TASK>_SERVER_URL / _MODEL, else the news server."""
-    url, model = task.server(news_url=config.server_url.strip().rstrip("/"))
+    url, model = task.server(news_url=(config.task_server_url or config.server_url).strip().rstrip("/"),
+                             model=config.task_model)
     return _client(url, model, key_for(url) if url != config.server_url else config.api_key,
                    float(config.timeout), config.mode, task.max_tokens or 768)
 

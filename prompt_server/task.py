@@ -67,16 +67,15 @@ class Task:
         """Parse and validate the model's answer. Raises ValueError (json) or ValidationError."""
         return parse_output(self.output, text)
 
-    def server(self, environ: Optional[Mapping[str, str]] = None,
-               news_url: Optional[str] = None) -> Tuple[str, str]:
-        """(server URL, model id) for this task: NEWSPICGEN_<TASK>_SERVER_URL / _MODEL, else the
-        news server's (`news_url`, e.g. the WebUI setting, else $NEWSPICGEN_SERVER_URL)."""
+    def server(self, environ: Optional[Mapping[str, str]] = None, news_url: Optional[str] = None,
+               model: Optional[str] = None) -> Tuple[str, str]:
+        """(server URL, model id) for this task: NEWSPICGEN_<TASK>_SERVER_URL / _MODEL, else
+        `news_url` / `model` (e.g. WebUI settings), else the news server and model."""
         env = os.environ if environ is None else environ
         prefix = f"NEWSPICGEN_{self.name.upper()}_"
         url = ((env.get(prefix + "SERVER_URL") or "").strip() or news_url
                or (env.get(ENV_SERVER_URL) or "").strip() or DEFAULT_SERVER_URL)
-        model = (env.get(prefix + "MODEL") or "").strip() or SERVED_MODEL_NAME
-        return url, model
+        return url, (env.get(prefix + "MODEL") or "").strip() or model or SERVED_MODEL_NAME
 
 
 @functools.cache

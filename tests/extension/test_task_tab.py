@@ -101,3 +101,21 @@ def test_ad_part_writes_then_makes_the_poster(local_server_url, tmp_path, stub_t
     outcome = part.render("清新一夏", "蓝色连衣裙", "a blue dress", "7", "ad", 5)
     assert outcome.warning is None, outcome.warning
     assert outcome.values["ad_poster"].endswith("-poster.png") and stub_txt2img[0][0]["seed"] == 5
+
+
+def test_the_task_server_setting_and_env_choose_the_comic_server(monkeypatch):
+    from prompt_server.ad_task import AD
+    from prompt_server.comic_task import COMIC
+    for name in ("NEWSPICGEN_COMIC_SERVER_URL", "NEWSPICGEN_COMIC_MODEL", "NEWSPICGEN_AD_SERVER_URL",
+                 "NEWSPICGEN_AD_MODEL", "NEWSPICGEN_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    plain = NewsPicGenConfig(server_url="http://127.0.0.1:30000")
+    assert (task_runs.task_client(plain, COMIC).base_url, task_runs.task_client(plain, COMIC).model) == \
+        ("http://127.0.0.1:30000", "newspicgen")
+    own = NewsPicGenConfig(server_url="http://127.0.0.1:30000", task_server_url="http://127.0.0.1:11434",
+                           task_model="qwen2.5:7b-instruct")
+    client = task_runs.task_client(own, AD)
+    assert (client.base_url, client.model, client.max_tokens) == ("http://127.0.0.1:11434", "qwen2.5:7b-instruct",
+                                                                  AD.max_tokens)
+    monkeypatch.setenv("NEWSPICGEN_COMIC_SERVER_URL", "http://127.0.0.1:8000")
+    assert task_runs.task_client(own, COMIC).base_url == "http://127.0.0.1:8000"
