@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 from newspicgen.batch_io import InputError, JsonlLog, OutputLock, OutputLocked, read_articles, read_jsonl, rewrite_jsonl
 from newspicgen.comic import compose_strip
 from newspicgen.task_cli import CommandError, overrides, preset_store, task_client
-from newspicgen.task_render import RenderedPicture, render_strip, save_strip, strip_seed
+from newspicgen.task_render import RenderedPicture, render_strip, save_strip, strip_seed, with_provenance
 from newspicgen.webui_client import WebUIClient, WebUIError, safe_stem
 from prompt_server.client import PromptClient
 from prompt_server.comic_task import COMIC, ComicInput
@@ -89,7 +89,7 @@ def _one(args: argparse.Namespace, out: Path, article: Any, store: PresetStore, 
     if webui is not None:
         def render(payload: Dict[str, Any], provenance: Dict[str, str]) -> RenderedPicture:
             picture = webui.txt2img(payload)
-            return RenderedPicture(picture.png, picture.infotext or "")
+            return RenderedPicture(picture.png, with_provenance(picture.infotext or "", provenance))
 
         rendered = render_strip(composed, render, font_path=args.font)
         record["strip"] = str(save_strip(out / "images", safe_stem(article.id), rendered, composed))

@@ -18,6 +18,7 @@ from newspicgen.comic import ComposedStrip
 from newspicgen.strip_image import TextImage, make_poster, make_strip
 from newspicgen.webui_client import _has_text_chunk, add_text_chunk
 from prompt_server.files import atomic_write
+from style_presets.compose import quote
 
 # (txt2img payload, NewsPicGen infotext fields) -> (PNG, the infotext the WebUI wrote)
 Render = Callable[[Dict[str, Any], Dict[str, str]], "RenderedPicture"]
@@ -46,6 +47,15 @@ class RenderedStrip:
 class RenderedAd:
     picture: RenderedPicture
     poster: TextImage
+
+
+def with_provenance(infotext: str, provenance: Mapping[str, str]) -> str:
+    """The WebUI's infotext with the NewsPicGen fields added to its parameters line when it lacks
+    them (its HTTP API runs no script of ours unless asked), so PNG Info shows where a panel came from."""
+    if not infotext or all(key in infotext for key in provenance):
+        return infotext
+    fields = ", ".join(f"{key}: {quote(value)}" for key, value in provenance.items() if key not in infotext)
+    return f"{infotext}, {fields}"
 
 
 def strip_seed(overrides: Optional[Mapping[str, Any]]) -> int:

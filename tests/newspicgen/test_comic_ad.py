@@ -249,6 +249,9 @@ def test_comic_batch_draws_strips_and_a_rerun_skips_the_done_ones_stub_webui(loc
     assert [r["id"] for r in records] == ["a", "b"]
     assert Path(records[0]["strip"]).is_file() and (out / "images" / "a-panel-2.png").is_file()
     assert (out / "images" / "b-captions.txt").is_file()
+    parameters = png_text_chunks((out / "images" / "a-panel-2.png").read_bytes())["parameters"]
+    assert 'NewsPicGen keyword: "panel 2/2' in parameters or "NewsPicGen keyword: panel 2/2" in parameters
+    assert "NewsPicGen panel: 2/2" in parameters and "NewsPicGen preset: " in parameters
 
 
 def test_a_failed_story_is_retried_by_the_rerun_stub_webui(local_server_url, tmp_path):
