@@ -11,14 +11,25 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import pydantic
 
+from newspicgen.task_render import render_ad, render_strip, strip_seed
 from prompt_server.errors import PromptServerError, ServerTimeout, ServerUnreachable
 from prompt_server.instruction import EmptyNewsError, News
 from style_presets.compose import SETTING_KEYS, OverrideError
 from style_presets.store import PresetNotFound
 
-from .api_models import ComposedResponse, ErrorBody, PresetList, PromptRequest, Txt2ImgRequest, Txt2ImgResponse
+from .api_models import (
+    AdRequest,
+    ComicRequest,
+    ComposedResponse,
+    ErrorBody,
+    PresetList,
+    PromptRequest,
+    Txt2ImgRequest,
+    Txt2ImgResponse,
+)
 from .config import ConfigError, NewsPicGenConfig
 from .messages import error_text
+from .task_runs import WEBUI, b64, make_ad, make_comic, webui_render
 
 PREFIX = "/newspicgen/v1"
 TAGS = ["NewsPicGen"]
@@ -124,3 +135,56 @@ def mount_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2im
     app.add_api_route(f"{PREFIX}/txt2img", run_txt2img, methods=["POST"], response_model=Txt2ImgResponse,
                       responses=_ERRORS, tags=TAGS, dependencies=dependencies,
                       summary="News -> picture, through the WebUI's own txt2img")
+    mount_task_routes(app, get_config, txt2img=txt2img, available=available, dependencies=dependencies)
+
+
+# --- comic strip and product poster: the same objects `newspicgen comic` / `newspicgen ad` print;
+# with "render": true also the pictures (the WebUI's own txt2img) and the strip / poster image.
+
+def mount_task_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2img: Optional[Txt2Img] = None,
+                      available: Callable[[], Any] = lambda: None, dependencies: Optional[list] = None) -> None:
+
+    if txt2img is not None:
+        WEBUI["txt2img"] = txt2img  # the tab's comic and ad parts draw through it too
+
+    def renderer() -> Any:
+        if txt2img is None:
+            raise Txt2ImgUnavailable("the WebUI's txt2img API is not available; start the WebUI with --api")
+        return webui_render(txt2img)
+
+    def comic(req: ComicRequest) -> Dict[str, Any]:
+        try:
+            render = renderer() if req.render else None
+            settings, passthrough = split_overrides(req.overrides)
+            image_seed = strip_seed(settings) if req.render or "seed" in settings else None
+            composed = make_comic(get_config(), {"title": req.title, "content": req.content, "panels": req.panels},
+                                  family=req.family, preset=req.preset, seed=req.seed, image_seed=image_seed,
+                                  seed_step=req.seed_step, overrides=settings, available=available())
+            body = composed.to_dict()
+            if render is not None:
+                rendered = render_strip(composed, render, passthrough=passthrough)
+                body.update(images=[b64(p.with_infotext()) for p in rendered.panels], strip=b64(rendered.strip.png),
+                            captions_drawn=rendered.strip.captions_drawn)
+            return body
+        except Exception as exc:
+            raise _http_error(exc) from exc
+
+    def ad(req: AdRequest) -> Dict[str, Any]:
+        try:
+            render = renderer() if req.render else None
+            settings, passthrough = split_overrides(req.overrides)
+            composed = make_ad(get_config(), {"product": req.product, "facts": req.facts}, family=req.family,
+                               preset=req.preset, seed=req.seed, overrides=settings, available=available())
+            body = composed.to_dict()
+            if render is not None:
+                rendered = render_ad(composed, render, passthrough=passthrough)
+                body.update(images=[b64(rendered.picture.with_infotext())], poster=b64(rendered.poster.png),
+                            captions_drawn=rendered.poster.captions_drawn)
+            return body
+        except Exception as exc:
+            raise _http_error(exc) from exc
+
+    app.add_api_route(f"{PREFIX}/comic", comic, methods=["POST"], responses=_ERRORS, tags=TAGS,
+                      dependencies=dependencies, summary="Story -> comic strip prompts (and pictures with render)")
+    app.add_api_route(f"{PREFIX}/ad", ad, methods=["POST"], responses=_ERRORS, tags=TAGS,
+                      dependencies=dependencies, summary="Product facts -> ad copy + poster prompt (and poster)")

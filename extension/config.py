@@ -43,6 +43,8 @@ class NewsPicGenConfig:
     mode: str = DEFAULT_MODE
     family: Optional[str] = None
     preset_dir: Optional[str] = None
+    task_server_url: Optional[str] = None  # comic / ad tasks; None = server_url
+    task_model: Optional[str] = None
 
     def __repr__(self) -> str:  # the URL may carry a password, and the key is a secret
         return (f"NewsPicGenConfig(server_url={redact_url(self.server_url)!r}, timeout={self.timeout!r}, "

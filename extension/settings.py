@@ -37,6 +37,8 @@ KEY_TIMEOUT = "newspicgen_timeout"
 KEY_MODE = "newspicgen_mode"
 KEY_FAMILY = "newspicgen_family"
 KEY_PRESET_DIR = "newspicgen_preset_dir"
+KEY_TASK_SERVER_URL = "newspicgen_task_server_url"  # comic strips and posters (docs/comic-and-ad.md)
+KEY_TASK_MODEL = "newspicgen_task_model"
 
 
 def default_preset_dir(data_path: str) -> str:
@@ -85,6 +87,11 @@ def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None,
              info="empty = the built-in defaults for each picture type"),
         dict(key=KEY_PRESET_DIR, default=default_preset_dir(data_path), label="User preset folder",
              info="your own presets; built-in presets are read-only"),
+        dict(key=KEY_TASK_SERVER_URL, default="", label="Comic strip / product poster server URL",
+             info="any OpenAI-compatible server with a general instruct model; empty = the prompt server above; "
+                  "NEWSPICGEN_COMIC_SERVER_URL / NEWSPICGEN_AD_SERVER_URL override this"),
+        dict(key=KEY_TASK_MODEL, default="", label="Comic strip / product poster model id",
+             info="the `model` sent to that server; empty = newspicgen"),
     ]
     for spec in specs:
         if spec["key"] in notes:
@@ -109,6 +116,8 @@ def config_from_opts(opts: Any, environ: Optional[Mapping[str, str]] = None) -> 
         mode=optional_text(get(KEY_MODE)) or DEFAULT_MODE,
         family=optional_text(get(KEY_FAMILY)),
         preset_dir=optional_text(get(KEY_PRESET_DIR)),
+        task_server_url=optional_text(get(KEY_TASK_SERVER_URL)),
+        task_model=optional_text(get(KEY_TASK_MODEL)),
     )
 
 

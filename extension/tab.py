@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict
 
+from .ad_tab import build_ad_part
+from .comic_tab import build_comic_part
 from .preset_editor import PICKERS, PresetEditor, build_preset_editor
 from .tab_logic import FIELDS, TabLogic, type_choices
 from .ui_events import make_wire, notifier
@@ -80,6 +82,8 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
                 for tabname, button in send.items():
                     hooks.register_paste(button, tabname, c["infotext"])
         build_preset_editor(gr, editor, c, wire)
+        build_comic_part(gr, get_config, hooks, c, wire)
+        build_ad_part(gr, get_config, hooks, c, wire)
 
         fields = list(FIELDS)
         wire(check.click, logic.check_server, [], ["status"])

@@ -16,6 +16,8 @@ SUBCOMMANDS = {
     "prompt": "newspicgen.prompt_command",
     "batch": "newspicgen.batch",
     "eval": "newspicgen.eval_command",
+    "comic": "newspicgen.comic_command",
+    "ad": "newspicgen.ad_command",
 }
 
 

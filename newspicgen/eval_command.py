@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT",
                         help="JSONL or CSV with title, content, optional id, type (expected picture type) "
                              "and reference (English reference prompt)")
+    parser.add_argument("--task", choices=("news", "comic", "ad"), default="news",
+                        help="what to score: news pictures (default), comic strips (INPUT: stories) or "
+                             "ads (INPUT: JSONL of product, facts); see newspicgen/task_eval.py")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="report folder: report.json, report.md, items.jsonl, *.png")
     source = parser.add_mutually_exclusive_group()
@@ -75,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "task", "news") != "news":
+        from newspicgen.task_eval import run_task_eval
+        return run_task_eval(args)
     from newspicgen.eval_report import check_matplotlib, write_report
     from newspicgen.evaluate import compare, evaluate
     from newspicgen.relevance import reference_scorer, relevance_scorer

@@ -52,8 +52,9 @@ from prompt_server.errors import (
     one_line,
     redact_url,
 )
-from prompt_server.instruction import DEFAULT_MAX_CONTENT_CHARS, Instruction, News, build_instruction
-from prompt_server.schema import PicturePrompt, output_json_schema, output_regex
+from prompt_server.instruction import DEFAULT_MAX_CONTENT_CHARS, Instruction, News
+from prompt_server.schema import PicturePrompt, output_regex
+from prompt_server.task import NEWS, Task
 
 _RETRY_STATUS = (500, 502, 503, 504)
 _READ_CHUNK = 64 * 1024
@@ -305,8 +306,10 @@ class PromptClient:
     # -- the API
 
     def request_body(self, instruction: Instruction, *, seed: Optional[int] = None,
-                     temperature: float = DEFAULT_TEMPERATURE) -> Dict[str, Any]:
-        """The /v1/chat/completions body; public so benchmarks and tests can see what is sent."""
+                     temperature: float = DEFAULT_TEMPERATURE, task: Task = NEWS,
+                     task_input: Any = None) -> Dict[str, Any]:
+        """The /v1/chat/completions body; public so benchmarks and tests can see what is sent.
+        The constraint is `task`'s, narrowed for `task_input` (e.g. a comic's panel count)."""
         body: Dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": "user", "content": instruction.text}],
@@ -317,26 +320,34 @@ class PromptClient:
         }
         if seed is not None:
             body["seed"] = int(seed)
-        body.update(constraint_fields(self.mode, _regex(), output_json_schema(), "picture_prompt"))
+        regex = _regex() if task is NEWS else task.regex(task_input)
+        body.update(constraint_fields(self.mode, regex, task.json_schema(task_input), task.schema_name))
         return body
 
     def generate(self, news: Union[News, Mapping[str, Any]], *, seed: Optional[int] = None,
                  temperature: float = DEFAULT_TEMPERATURE) -> PicturePrompt:
         """One PicturePrompt for one news. EmptyNewsError before any HTTP call if it is empty."""
-        if not isinstance(news, News):
-            news = News.from_dict(news)
-        instruction = build_instruction(news, max_content_chars=self.max_content_chars)
-        body = self.request_body(instruction, seed=seed, temperature=temperature)
+        result: PicturePrompt = self.generate_task(NEWS, news, seed=seed, temperature=temperature)
+        return result
 
-        def attempt() -> PicturePrompt:
+    def generate_task(self, task: Task, data: Any, *, seed: Optional[int] = None,
+                      temperature: float = DEFAULT_TEMPERATURE, family: Optional[str] = None) -> Any:
+        """`task`'s validated answer for `data` (its input, or a dict of it). Bad input
+        (EmptyNewsError, ValueError) fails before any HTTP call."""
+        task_input = task.parse_input(data)
+        instruction = task.instruction(task_input, family, max_content_chars=self.max_content_chars)
+        body = self.request_body(instruction, seed=seed, temperature=temperature, task=task,
+                                 task_input=task_input)
+
+        def attempt() -> Any:
             started = time.perf_counter()
             response = self._request("POST", "/v1/chat/completions", json=body)
             self.last_latency_ms = (time.perf_counter() - started) * 1000.0
-            return self._parse(response)
+            return self._parse(response, task)
 
         return self.retry.call(attempt)
 
-    def _parse(self, response: requests.Response) -> PicturePrompt:
+    def _parse(self, response: requests.Response, task: Task = NEWS) -> Any:
         status = response.status_code
         if status in (401, 403):
             raise AuthenticationError(self.base_url, status, bool(self.api_key))
@@ -372,7 +383,7 @@ class PromptClient:
         if finish_reason == "abort":
             raise ServerError(f"the prompt server aborted the generation: {excerpt(content, 120)}")
         try:
-            return PicturePrompt.from_json(content)
+            return task.parse(content)
         except ValidationError as exc:
             raise InvalidOutput(content, first_error(exc)) from None
         except ValueError as exc:  # json.JSONDecodeError or "expected a JSON object"

@@ -33,7 +33,7 @@ def test_builtins_round_trip_through_styles_csv(tmp_path):
     assert [row["name"] for row in rows] == store.names()
     comic = next(row for row in rows if row["name"] == "newspicgen-comic-person")
     assert comic["prompt"] == "comic, {prompt} , graphic illustration, comic art, vibrant, chinese people"
-    known = {"EasyNegative"}
+    known = {"EasyNegative", "badhandv4"}  # the negative embeddings the built-ins name
     imported = import_a1111_csv(out, known_embeddings=known)
     assert len(imported) == len(rows)
     for preset in imported:
