@@ -64,6 +64,11 @@ def test_status_names_engine_model_latency_or_the_start_command():
     assert "; start it with" not in text  # the reason, without the hint repeated above the command
 
 
+def test_status_names_the_servers_kind_and_the_constraint_it_gets():
+    up = ServerInfo("http://127.0.0.1:8000", True, model="newspicgen", engine="vllm", kind="vllm", mode="vllm_regex")
+    assert "engine `vLLM (vllm_regex)`" in status_markdown(up, up.url)
+
+
 def test_generate_against_the_real_server_fills_valid_fields_and_follows_the_type(local_server_url, tmp_path):
     logic = logic_for(local_server_url, tmp_path)
     outcome = logic.generate("", NEWS_TITLE + "\n" + NEWS_CONTENT, True, "")
@@ -74,7 +79,7 @@ def test_generate_against_the_real_server_fills_valid_fields_and_follows_the_typ
                                                                  "ch_keyword")}, "type": type_code(values["type"])})
     store = NewsPicGenConfig(preset_dir=str(tmp_path)).store()
     assert values["preset"] == store.default_for(prompt.type).name
-    assert "newspicgen-local" in values["status"]
+    assert "engine `NewsPicGen engine (regex)`" in values["status"]
 
 
 def test_generate_keeps_the_users_preset_when_not_following(local_server_url, tmp_path):
