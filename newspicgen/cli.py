@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "prompt": "newspicgen.prompt_command",
     "batch": "newspicgen.batch",
     "eval": "newspicgen.eval_command",
+    "gguf": "prompt_server.gguf_export",
 }
 
 

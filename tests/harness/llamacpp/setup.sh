@@ -4,9 +4,10 @@
 #
 # usage: setup.sh [DEST]        (DEST defaults to $HOME/harness/llamacpp)
 # Result: DEST/venv             llama-cpp-python 0.3.36 with its OpenAI-compatible server
-#         DEST/llama.cpp/       convert_hf_to_gguf.py and the gguf-py package beside it
-#                               (PyPI's `gguf` has no converter; this is the one that matches the build)
-# Then:   NEWSPICGEN_LLAMACPP_PYTHON=DEST/venv/bin/python \
+#         DEST/src/llama_cpp_python-0.3.36.tar.gz  the sdist: its vendor/llama.cpp/convert_hf_to_gguf.py
+#                               is the HF -> GGUF converter `newspicgen gguf --converter` unpacks
+#                               (PyPI's `gguf` has no converter; this one matches the build)
+# Then:   NEWSPICGEN_LLAMACPP_PYTHON=DEST/venv/bin/python NEWSPICGEN_GGUF_CONVERTER=DEST/src/<the sdist> \
 #           .venv/bin/python -m pytest tests/prompt_server/test_llamacpp_integration.py
 # The build compiles llama.cpp (cmake + a C++ compiler): about 7 minutes on 2 cores.
 set -euo pipefail
@@ -26,10 +27,5 @@ if ! "$V/bin/python" -c "import llama_cpp.server" 2>/dev/null; then
     "$V/bin/pip" install -v "$SDIST[server]" > "$DEST/logs/build.log" 2>&1 \
     || { tail -30 "$DEST/logs/build.log"; exit 1; }
 fi
-# the converter (and its gguf-py) from the same sdist
-rm -rf "$DEST/llama.cpp" && mkdir -p "$DEST/llama.cpp"
-tar -xzf "$SDIST" -C "$DEST/llama.cpp" --strip-components=3 \
-  "llama_cpp_python-$VERSION/vendor/llama.cpp/convert_hf_to_gguf.py" \
-  "llama_cpp_python-$VERSION/vendor/llama.cpp/gguf-py"
 "$V/bin/python" -c "import llama_cpp, llama_cpp.server.app; print('venv ok: llama-cpp-python', llama_cpp.__version__)"
-echo "setup ok: NEWSPICGEN_LLAMACPP_PYTHON=$V/bin/python  converter: $DEST/llama.cpp/convert_hf_to_gguf.py"
+echo "setup ok: NEWSPICGEN_LLAMACPP_PYTHON=$V/bin/python NEWSPICGEN_GGUF_CONVERTER=$SDIST"
