@@ -55,7 +55,7 @@ from prompt_server.errors import (
     redact_url,
 )
 from prompt_server.instruction import DEFAULT_MAX_CONTENT_CHARS, Instruction, News, build_instruction
-from prompt_server.schema import PicturePrompt, output_json_schema, output_regex
+from prompt_server.schema import JSON_CHAR, PicturePrompt, output_json_schema, output_regex
 
 _RETRY_STATUS = (500, 502, 503, 504)
 _READ_CHUNK = 64 * 1024
@@ -91,11 +91,24 @@ def constraint_fields(mode: str, regex: str, schema: Dict[str, Any], name: str) 
     if mode == "vllm_regex":
         return {"structured_outputs": {"regex": regex}}
     if mode == "json_object":
-        return {"response_format": {"type": "json_object", "schema": schema}}
+        return {"response_format": {"type": "json_object", "schema": _with_json_char_patterns(schema)}}
     if mode == "json_schema":
         return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema,
                                                                             "strict": True}}}
     raise ValueError(f"no constraint fields for mode {mode!r}; resolve 'auto' first (PromptClient.constraint_mode)")
+
+
+def _with_json_char_patterns(schema: Dict[str, Any]) -> Dict[str, Any]:
+    """`schema` with a pattern on each bounded string property: llama-cpp-python's schema
+    converter lets raw control characters (a newline) into strings, which no JSON parser takes;
+    a pattern is written into its grammar as is, one JSON string character at a time."""
+    properties = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        if isinstance(prop, dict) and prop.get("type") == "string" and "maxLength" in prop \
+                and "pattern" not in prop and "enum" not in prop:
+            prop = dict(prop, pattern=f"^{JSON_CHAR}{{{prop.get('minLength', 0)},{prop['maxLength']}}}$")
+        properties[name] = prop
+    return dict(schema, properties=properties) if properties else schema
 
 
 def _normalize_url(url: str) -> str:

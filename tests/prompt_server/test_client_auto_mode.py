@@ -3,12 +3,15 @@ server enforces. The real embedded engine on loopback, and loopback stubs for th
 cannot run (`..._stub_<kind>`: each answers valid JSON only when its own field is sent)."""
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from prompt_server.client import PromptClient, constraint_fields
 from prompt_server.errors import InvalidOutput
 from prompt_server.instruction import News, build_instruction
-from prompt_server.schema import output_json_schema, output_regex
+from prompt_server.schema import JSON_CHAR, output_json_schema, output_regex
 from tests.support.engine_stubs import stub_server
 
 NEWS = {"title": "动物园迎来两只大熊猫幼崽", "content": "本月初，市动物园的大熊猫顺利产下一对双胞胎幼崽。"}
@@ -25,10 +28,22 @@ def _no_key_from_the_environment(monkeypatch):
     ("vllm_regex", {"structured_outputs": {"regex": REGEX}}),
     ("json_schema", {"response_format": {"type": "json_schema", "json_schema": {
         "name": "picture_prompt", "schema": SCHEMA, "strict": True}}}),
-    ("json_object", {"response_format": {"type": "json_object", "schema": SCHEMA}}),
 ])
 def test_constraint_fields_per_mode(mode, fields):
     assert constraint_fields(mode, REGEX, SCHEMA, "picture_prompt") == fields
+
+
+def test_json_object_mode_bounds_each_string_to_json_string_characters():
+    """llama-cpp-python's converter lets a raw newline into a string (json.loads refuses it);
+    the pattern it writes into the grammar as is keeps to JSON's own string characters."""
+    fields = constraint_fields("json_object", REGEX, SCHEMA, "picture_prompt")["response_format"]
+    assert fields["type"] == "json_object"
+    properties = fields["schema"]["properties"]
+    assert properties["ch_keyword"]["pattern"] == "^" + JSON_CHAR + "{1,32}$"
+    assert "pattern" not in properties["type"] and properties["type"]["enum"] == SCHEMA["properties"]["type"]["enum"]
+    assert "pattern" not in SCHEMA["properties"]["ch_keyword"], "the shared schema is left alone"
+    pattern = re.compile(properties["en_prompt"]["pattern"])
+    assert pattern.match(json.dumps("a comic \"panda\"\n")[1:-1]) and not pattern.match("a\nraw newline")
 
 
 def test_constraint_fields_refuse_an_unresolved_auto():
