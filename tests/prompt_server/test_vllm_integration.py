@@ -21,6 +21,7 @@ from prompt_server.schema import PicturePrompt, matches
 from prompt_server.server_kind import identify
 from tests.support import REPO
 from tests.support.peers import LaunchedServe, leftovers, skip_without
+from tests.support.qwen_tokenizer_model import build_qwen_tokenizer_model
 from tests.support.sglang import alive
 
 pytestmark = skip_without("vllm")
@@ -31,8 +32,10 @@ NEWS = {"title": "雪豹现身祁连山保护区红外相机",
 
 
 @pytest.fixture(scope="module")
-def vllm(tiny_model_dir):
-    server = LaunchedServe("vllm", tiny_model_dir, api_key=API_KEY)
+def vllm(tmp_path_factory):
+    # vLLM's CPU attention refuses head size 16 (tests/support/tiny_model.py's): head size 32
+    model = build_qwen_tokenizer_model(tmp_path_factory.mktemp("qwen-tiny32"), hidden_size=128)
+    server = LaunchedServe("vllm", model, api_key=API_KEY)
     server.wait_ready()
     yield server
     server.stop()

