@@ -1,6 +1,7 @@
 """Which server answers at a URL, asked through that server's own endpoints.
 
-Each engine names itself somewhere only it answers: SGLang `/get_server_info`,
+Each engine names itself somewhere only it answers: SGLang `/server_info`
+(`/get_server_info` before 0.5),
 vLLM `/version`, llama.cpp's server `/props`, llama-cpp-python its OpenAPI
 title, Ollama `/api/version`, LM Studio `/api/v0/models`, and this project's
 engine `owned_by: "newspicgen-local"` in `/v1/models`. The kind decides which
@@ -210,7 +211,8 @@ def _lmstudio(status: int, body: Any) -> Optional[str]:
 
 # In the order they are tried when /v1/models does not name the engine.
 _CHECKS: Sequence[Tuple[str, str, Callable[[int, Any], Optional[str]]]] = (
-    (KIND_SGLANG, "/get_server_info", _sglang),
+    (KIND_SGLANG, "/server_info", _sglang),      # SGLang 0.5: /get_server_info is deprecated (a warning a call)
+    (KIND_SGLANG, "/get_server_info", _sglang),  # older SGLang, and SGLang's router
     (KIND_VLLM, "/version", _vllm),
     (KIND_LLAMACPP, "/props", _llamacpp),
     (KIND_OLLAMA, "/api/version", _ollama),

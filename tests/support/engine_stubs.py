@@ -55,7 +55,7 @@ STUBS: Dict[str, Tuple[Dict[str, Route], Callable[[Dict[str, Any]], bool], Tuple
     "sglang": ({
         "/health": (200, b""),
         "/v1/models": (200, _models("sglang", root="/models/newspicgen", max_model_len=32768)),
-        "/get_server_info": (200, {"model_path": "/models/newspicgen", "tokenizer_path": "/models/newspicgen",
+        "/server_info": (200, {"model_path": "/models/newspicgen", "tokenizer_path": "/models/newspicgen",
                                    "grammar_backend": "llguidance", "version": "0.5.18"}),
     }, _has_regex, ("/health",)),
     "vllm": ({
