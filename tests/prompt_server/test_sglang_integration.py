@@ -109,3 +109,5 @@ def test_ctrl_c_stops_sglang_and_leaves_no_process_behind(sglang):
         time.sleep(0.5)
     assert alive(family) == [], f"left behind: {alive(family)}"
     assert time.monotonic() - started < 120
+    # SIGTERM to the server, which drains and stops its scheduler and detokenizer itself
+    assert "SIGTERM received" in sglang.text() and "KeyboardInterrupt" not in sglang.text()
