@@ -30,6 +30,7 @@ from prompt_server.defaults import SERVED_MODEL_NAME
 
 ENV_VLLM_PYTHON = "NEWSPICGEN_VLLM_PYTHON"
 READY_TIMEOUT_S = 900.0  # a first start downloads ~3 GB; the CPU build compiles for a minute or two
+SHUTDOWN_TIMEOUT_S = 10  # under child_processes.STOP_GRACE_S
 CPU_KVCACHE_GIB = "2"    # VLLM_CPU_KVCACHE_SPACE: ~70k tokens of a 1.5B Qwen2's KV cache
 
 # Run inside vLLM's python: what is installed there, without importing torch.
@@ -81,7 +82,10 @@ def vllm_command(*, model: str, host: str, port: int, device: str, context_lengt
                "--dtype", "bfloat16", "--max-model-len", str(context_length),
                "--structured-outputs-config.backend", "guidance",
                # without it a json_schema request may be answered with whitespace until max_tokens
-               "--structured-outputs-config.disable_any_whitespace", "true"]
+               "--structured-outputs-config.disable_any_whitespace", "true",
+               # on SIGTERM, finish the requests in flight (default 0: abort them, and its engine
+               # core is force-killed with an EngineDeadError traceback); within our grace period
+               "--shutdown-timeout", str(SHUTDOWN_TIMEOUT_S)]
     if device == "cuda":
         command += ["--gpu-memory-utilization", str(mem_fraction)]
     return command + list(extra)

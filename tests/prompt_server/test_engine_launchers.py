@@ -30,6 +30,7 @@ def test_vllm_command_on_a_cpu_uses_llguidance_and_no_free_json_whitespace():
     assert "--structured-outputs-config.backend guidance" in text
     assert "--structured-outputs-config.disable_any_whitespace true" in text
     assert "--gpu-memory-utilization" not in text
+    assert "--shutdown-timeout 10" in text, "Ctrl-C lets the requests in flight finish"
 
 
 def test_vllm_command_on_a_gpu_leaves_the_rest_of_the_gpu_to_stable_diffusion():
