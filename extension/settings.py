@@ -21,6 +21,7 @@ from prompt_server.defaults import (
     DEFAULT_TIMEOUT_S,
     ENV_API_KEY,
     ENV_SERVER_URL,
+    MODE_HELP,
     MODES,
 )
 from prompt_server.errors import redact_url
@@ -82,7 +83,7 @@ def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None,
                                "overrides this", env=ENV_SERVER_URL) + ("。" if language == "zh" else ". ") + key),
         dict(key=KEY_TIMEOUT, default=int(DEFAULT_TIMEOUT_S), label="Prompt server timeout (seconds)", kind="number"),
         dict(key=KEY_MODE, default=DEFAULT_MODE, label="Output constraint", kind="dropdown", choices=list(MODES),
-             info="regex for SGLang and the bundled engine; json_schema for other OpenAI-compatible servers"),
+             info=MODE_HELP),
         dict(key=KEY_FAMILY, default="", label="Default preset family", kind="family",
              info="empty = the built-in defaults for each picture type"),
         dict(key=KEY_PRESET_DIR, default=default_preset_dir(data_path), label="User preset folder",

@@ -10,6 +10,7 @@ from prompt_server.client import ServerInfo
 from prompt_server.errors import PromptServerError, ServerUnreachable, redact_url
 from prompt_server.instruction import EmptyNewsError, News
 from prompt_server.schema import PicturePrompt, PictureType
+from prompt_server.server_kind import KIND_LABELS
 from style_presets.store import PresetNotFound
 
 from .messages import Translator, error_parts, error_text, sentence, server_hint, tr
@@ -58,7 +59,7 @@ def status_markdown(info: Optional[ServerInfo], url: str, last_latency_ms: Optio
         latency = f"{last_latency_ms:.0f} ms" if last_latency_ms is not None else "—"
         unknown = tr(language, "unknown")
         text = tr(language, "🟢 Prompt server `{url}` · engine `{engine}` · model `{model}` · last latency {latency}",
-                  url=info.url, engine=info.engine or unknown, model=info.model or unknown, latency=latency)
+                  url=info.url, engine=engine_label(info) or unknown, model=info.model or unknown, latency=latency)
     else:
         reason, hint = error_parts(info.error, language) if info.error else (tr(language, "no answer"), "")
         if not hint or isinstance(info.error, ServerUnreachable):
@@ -66,6 +67,12 @@ def status_markdown(info: Optional[ServerInfo], url: str, last_latency_ms: Optio
         text = (tr(language, "🔴 **Prompt server down or not ready** — {reason}", reason=reason) + "\n\n"
                 + sentence(hint, language))
     return text + (f"\n\n{note}" if note else "")
+
+
+def engine_label(info: ServerInfo) -> Optional[str]:
+    """The server's kind and the constraint it gets, e.g. "vLLM (vllm_regex)"."""
+    name = KIND_LABELS.get(info.kind, info.engine) if info.kind else info.engine
+    return f"{name} ({info.mode})" if name and info.mode else name
 
 
 def picture_prompt_from_fields(values: Sequence[str]) -> PicturePrompt:

@@ -48,7 +48,15 @@ from newspicgen.pipeline import Pipeline
 from newspicgen.relevance import ScorerUnavailable, relevance_scorer
 from newspicgen.webui_client import WebUIClient, WebUIError, safe_stem, save_picture
 from prompt_server.client import PromptClient
-from prompt_server.defaults import DEFAULT_SERVER_URL, DEFAULT_TIMEOUT_S, ENV_API_KEY, ENV_SERVER_URL, MODES
+from prompt_server.defaults import (
+    DEFAULT_MODE,
+    DEFAULT_SERVER_URL,
+    DEFAULT_TIMEOUT_S,
+    ENV_API_KEY,
+    ENV_SERVER_URL,
+    MODE_HELP,
+    MODES,
+)
 from prompt_server.errors import (
     AuthenticationError,
     PromptServerError,
@@ -78,9 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"prompt server base URL (default: ${ENV_SERVER_URL} or {DEFAULT_SERVER_URL})")
     parser.add_argument("--api-key", default=None, metavar="KEY",
                         help=f"API key of the prompt server (default: ${ENV_API_KEY})")
-    parser.add_argument("--mode", choices=MODES, default=MODES[0],
-                        help="constraint sent to the server: regex (SGLang, embedded engine) or "
-                             "json_schema (vLLM, llama.cpp, Ollama, LM Studio)")
+    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help=MODE_HELP)
     parser.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
                         help="prompt requests in flight at once (default 4)")
     group = parser.add_mutually_exclusive_group()

@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "eval": "newspicgen.eval_command",
     "comic": "newspicgen.comic_command",
     "ad": "newspicgen.ad_command",
+    "gguf": "prompt_server.gguf_export",
 }
 
 

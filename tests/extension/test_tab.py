@@ -83,6 +83,11 @@ def test_status_of_a_server_still_loading_says_to_wait():
     assert text.endswith("It may still be loading the model; wait and retry.") and "panel" not in text
 
 
+def test_status_names_the_servers_kind_and_the_constraint_it_gets():
+    up = ServerInfo("http://127.0.0.1:8000", True, model="newspicgen", engine="vllm", kind="vllm", mode="vllm_regex")
+    assert "engine `vLLM (vllm_regex)`" in status_markdown(up, up.url)
+
+
 def test_generate_against_the_real_server_fills_valid_fields_and_follows_the_type(local_server_url, tmp_path):
     logic = logic_for(local_server_url, tmp_path)
     outcome = logic.generate("", NEWS_TITLE + "\n" + NEWS_CONTENT, True, "")
@@ -93,7 +98,7 @@ def test_generate_against_the_real_server_fills_valid_fields_and_follows_the_typ
                                                                  "ch_keyword")}, "type": type_code(values["type"])})
     store = NewsPicGenConfig(preset_dir=str(tmp_path)).store()
     assert values["preset"] == store.default_for(prompt.type).name
-    assert "newspicgen-local" in values["status"]
+    assert "engine `NewsPicGen engine (regex)`" in values["status"]
 
 
 def test_generate_keeps_the_users_preset_when_not_following(local_server_url, tmp_path):

@@ -192,7 +192,7 @@ def test_generate_fills_fields_and_preview_follows_edits_and_preset(apps, page):
     prompt = PicturePrompt.from_dict(fields(page))
     assert re.fullmatch(r"[1-8] [a-z ]+ / \S+", dropdown_value(page, "type"))
     status = page.inner_text("#newspicgen_status")
-    assert "newspicgen-local" in status and "last latency" in status
+    assert "NewsPicGen engine (regex)" in status and "last latency" in status
     # the preset followed the type and the preview is composed from the fields
     preset = dropdown_value(page, "preset")
     assert preset

@@ -174,7 +174,7 @@ def test_a_task_names_its_own_server_and_model_else_the_news_server():
 
 def test_the_request_carries_the_tasks_constraint_in_both_modes():
     instruction = COMIC.instruction(FOUR)
-    body = PromptClient("http://127.0.0.1:9").request_body(instruction, task=COMIC, task_input=FOUR)
+    body = PromptClient("http://127.0.0.1:9", mode="regex").request_body(instruction, task=COMIC, task_input=FOUR)
     assert body["regex"] == COMIC.regex(FOUR)
     body = PromptClient("http://127.0.0.1:9", mode="json_schema").request_body(instruction, task=COMIC,
                                                                                  task_input=FOUR)
