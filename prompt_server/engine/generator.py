@@ -108,6 +108,8 @@ class Sequence:
     cached_tokens: int = 0
     forced_tokens: int = 0
     forward_passes: int = 0
+    created: float = field(default_factory=time.perf_counter)
+    first_token_at: Optional[float] = None  # when the first sampled token was picked (time to first token)
 
     @property
     def done(self) -> bool:
@@ -143,9 +145,14 @@ class Generator:
         self.masks = MaskBuilder(loaded.vocab_size, max_batch_size, loaded.device)
         self._eos = set(loaded.eos_ids)
         self._eos_index = torch.tensor(sorted(self._eos), device=loaded.device)
-        self._cache_kw = _cache_keyword(loaded.model)
+        self._cache_kw = _cache_keyword(loaded.weights())
         self._mask_thread = ThreadPoolExecutor(1, thread_name_prefix="grammar-mask")
         self.tokenizer_lock = threading.Lock()  # HF fast tokenizers are not safe across threads
+
+    def unload(self) -> bool:
+        """Free the model's memory (keep-alive, POST /unload); the next forward pass loads it again."""
+        self.prefix_cache.clear()
+        return self.loaded.unload()
 
     def compile(self, *, regex=None, json_schema=None) -> str:
         return compile_grammar(self.ll_tokenizer, regex=regex, json_schema=json_schema)
@@ -236,9 +243,9 @@ class Generator:
         sampling = [len(s.todo) == cached + len(f) for s, f in zip(seqs, feeds, strict=True)]
         pending = self._mask_thread.submit(self.masks.fill, [s.matcher if go else None
                                                               for s, go in zip(seqs, sampling, strict=True)])
-        cache = self._new_cache(prefix, cached, rows)
-        try:
-            out = self.loaded.model(input_ids=ids, attention_mask=attention, position_ids=positions,
+        try:  # the weights load here again after an unload (keep-alive)
+            cache = self._new_cache(prefix, cached, rows)
+            out = self.loaded.weights()(input_ids=ids, attention_mask=attention, position_ids=positions,
                                     use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
         except Exception as exc:  # only the newcomers fail; the running batch is untouched
             pending.result()
@@ -262,7 +269,7 @@ class Generator:
         from transformers import DynamicCache
 
         try:
-            cache = DynamicCache(config=getattr(self.loaded.model, "config", None))
+            cache = DynamicCache(config=getattr(self.loaded.weights(), "config", None))
         except TypeError:  # older signatures
             cache = DynamicCache()
         if prefix is not None:
@@ -307,7 +314,7 @@ class Generator:
         positions = last_pos[:, None] + offsets.clamp(min=1).to(device)  # padding: any position, it is masked
         batch.last_pos = last_pos + lengths.to(device)
         try:
-            out = self.loaded.model(input_ids=ids.to(device), attention_mask=batch.attention,
+            out = self.loaded.weights()(input_ids=ids.to(device), attention_mask=batch.attention,
                                     position_ids=positions, use_cache=True, logits_to_keep=1,
                                     **{self._cache_kw: batch.cache})
         except Exception as exc:
@@ -385,6 +392,8 @@ class Generator:
         return int(order[pick]) if order is not None else pick
 
     def _advance(self, seq: Sequence, token: int) -> None:
+        if seq.first_token_at is None:
+            seq.first_token_at = time.perf_counter()
         seq.tokens.append(token)
         seq.todo = [token]
         self.stats.generation_tokens += 1

@@ -1,9 +1,12 @@
 """Find the model (local folder, Hugging Face id, ModelScope id) and load it."""
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
+import sys
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -17,7 +20,7 @@ class ModelLoadError(RuntimeError):
 
 @dataclass
 class LoadedModel:
-    model: torch.nn.Module
+    model: Optional[torch.nn.Module]  # None once unload() freed it; weights() loads it again
     tokenizer: Any             # a transformers PreTrainedTokenizerFast
     path: str                  # what was loaded (local folder or hub id)
     device: torch.device
@@ -25,6 +28,40 @@ class LoadedModel:
     pad_id: int
     vocab_size: int            # width of the logits (may exceed the tokenizer's size)
     context_length: int
+    dtype: torch.dtype = torch.float32
+    load_weights: Optional[Callable[[], torch.nn.Module]] = None  # loads `model` again after unload()
+
+    @property
+    def is_loaded(self) -> bool:
+        return self.model is not None
+
+    def weights(self) -> torch.nn.Module:
+        """The model, loaded again first if unload() freed it (keep-alive: the next request reloads)."""
+        if self.model is None:
+            if self.load_weights is None:
+                raise ModelLoadError("the model was unloaded and cannot be loaded again")
+            self.model = self.load_weights()
+        return self.model
+
+    def unload(self) -> bool:
+        """Free the weights' memory (RAM or VRAM); the tokenizer stays. False if already unloaded."""
+        if self.model is None or self.load_weights is None:
+            return False
+        self.model = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        _return_freed_heap()
+        return True
+
+
+def _return_freed_heap() -> None:
+    """glibc keeps freed heap memory for reuse: hand it back, so the process's RSS really drops."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # musl and others: no malloc_trim
+            pass
 
 
 def resolve_model(model: str, source: str = "auto") -> str:
@@ -80,23 +117,31 @@ def load_model(model: str, *, source: str = "auto", device: str = "auto", dtype:
                              f"(point --model at the folder holding the model's files)")
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
+    if quantize not in (None, "none", *QUANTIZERS):
+        raise ModelLoadError(f"unknown quantization {quantize!r}; use {', '.join(QUANTIZERS)} or none")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)  # `dtype`: transformers >= 4.56
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"cannot load model {model!r}: {str(exc).splitlines()[0]} "
             f"(pass a local folder, a Hugging Face id, or modelscope:ID)") from None
-    # transformers decorates PreTrainedModel.to with @wraps(nn.Module.to), so mypy sees the unbound
-    # signature (the device passed where `self` goes); the call itself is ordinary nn.Module.to
-    lm.to(dev).eval()  # type: ignore[arg-type]
-    vocab_size = lm.get_output_embeddings().weight.shape[0]  # before int8 replaces the head
-    if quantize == "int8":
-        from .quant import quantize_int8
 
-        quantize_int8(lm)
-    elif quantize not in (None, "none"):
-        raise ModelLoadError(f"unknown quantization {quantize!r}; use int8 or none")
+    def load_weights() -> torch.nn.Module:
+        try:
+            lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)  # `dtype`: transformers >= 4.56
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"cannot load model {model!r}: {str(exc).splitlines()[0]} "
+                f"(pass a local folder, a Hugging Face id, or modelscope:ID)") from None
+        # transformers decorates PreTrainedModel.to with @wraps(nn.Module.to), so mypy sees the unbound
+        # signature (the device passed where `self` goes); the call itself is ordinary nn.Module.to
+        lm.to(dev).eval()  # type: ignore[arg-type]
+        if quantize in QUANTIZERS:
+            QUANTIZERS[quantize](lm)
+        return lm
+
+    lm: Any = load_weights()  # a transformers PreTrainedModel
+    vocab_size = lm.get_output_embeddings().out_features  # nn.Linear or its quantized stand-in
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(f"{model!r} has no fast tokenizer (tokenizer.json), which llguidance needs")
     eos = lm.generation_config.eos_token_id if lm.generation_config is not None else None
@@ -109,4 +154,14 @@ def load_model(model: str, *, source: str = "auto", device: str = "auto", dtype:
     max_positions = getattr(lm.config, "max_position_embeddings", None) or 4096
     return LoadedModel(model=lm, tokenizer=tokenizer, path=path, device=dev, eos_ids=eos_ids,
                        pad_id=pad_id, vocab_size=vocab_size,
-                       context_length=min(context_length or max_positions, max_positions))
+                       context_length=min(context_length or max_positions, max_positions),
+                       dtype=torch_dtype, load_weights=load_weights)
+
+
+def _quantize_int8(lm: torch.nn.Module) -> None:
+    from .quant import quantize_int8
+
+    quantize_int8(lm)
+
+
+QUANTIZERS = {"int8": _quantize_int8}
