@@ -164,4 +164,12 @@ def _quantize_int8(lm: torch.nn.Module) -> None:
     quantize_int8(lm)
 
 
-QUANTIZERS = {"int8": _quantize_int8}
+def _quantize_int4(lm: torch.nn.Module) -> None:
+    from .quant import quantize_int4
+
+    if next(lm.parameters()).device.type != "cpu":
+        raise ModelLoadError("--quantize int4 uses torch's CPU kernel; on a GPU use bfloat16 or int8")
+    quantize_int4(lm)
+
+
+QUANTIZERS = {"int8": _quantize_int8, "int4": _quantize_int4}

@@ -166,3 +166,33 @@ def test_the_prefix_cache_keeps_its_bound_and_the_longest_match():
     assert cache.stored_tokens <= 30
     assert cache.lookup(list(range(200, 212)))[1] == 0
     assert cache.lookup(list(range(10)))[1] == 9
+
+
+def test_int4_linear_is_close_to_the_original():
+    import torch
+
+    from prompt_server.engine import quant
+
+    if not quant.supported("int4"):
+        pytest.skip("this torch has no CPU int4 kernel (_weight_int4pack_mm_for_cpu, torch >= 2.6)")
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 96, bias=True).to(torch.bfloat16)
+    x = torch.randn(3, 5, 256, dtype=torch.bfloat16)
+    exact, approx = linear(x).float(), quant.Int4Linear(linear, group=128)(x).float()
+    assert approx.shape == exact.shape
+    assert (approx - exact).norm() / exact.norm() < 0.15  # 16 levels per group of 128: ~7 % error
+
+
+def test_int4_weights_still_give_valid_constrained_answers(tiny_model_dir):
+    from prompt_server.engine import quant
+    from prompt_server.engine.generator import Generator
+    from prompt_server.engine.model_loader import load_model
+
+    if not quant.supported("int4"):
+        pytest.skip("this torch has no CPU int4 kernel (_weight_int4pack_mm_for_cpu, torch >= 2.6)")
+    loaded = load_model(str(tiny_model_dir), device="cpu", quantize="int4")
+    assert isinstance(loaded.weights().lm_head, quant.Int4Linear)
+    generator = Generator(loaded, max_batch_size=2)
+    for result in generator.generate([request(generator, news, seed) for seed, news in enumerate(articles()[:2])]):
+        assert result.finish_reason == "stop"
+        PicturePrompt.from_json(result.text)
