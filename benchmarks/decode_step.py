@@ -173,7 +173,7 @@ def main() -> int:
             variants[name]()
             times[name].append((time.perf_counter() - begin) * 1000)
     step = statistics.median(times["step"])
-    print(f"\n| variant | ms | GB read | floor ms | ratio to floor | vs step |\n|---|---|---|---|---|---|")
+    print("\n| variant | ms | GB read | floor ms | ratio to floor | vs step |\n|---|---|---|---|---|---|")
     for name in names:
         ms = statistics.median(times[name])
         floor = floors[name] / bandwidth / 1e6
