@@ -15,6 +15,9 @@ read per step / measured read bandwidth):
 - step packed     : the whole step with every linear prepacked (what the engine would ship)
 - step compiled   : torch.compile(mode="max-autotune-no-cudagraphs") of the step (--compile; slow to build)
 - int8 / int4     : the step with the engine's --quantize linears
+
+Then int8's and int4's effect on the output: the same 96 random tokens fed to
+bf16 and to each quantized copy, next-token choices and logits compared.
 """
 from __future__ import annotations
 
@@ -132,6 +135,20 @@ def packed_linears_only(model: nn.Module) -> Callable[[], None]:
     return run
 
 
+def effect(reference: nn.Module, quantized: nn.Module, kind: str, tokens: int = 96) -> str:
+    """Teacher-forced on the same random sequence: how often the quantized model's next token is bf16's."""
+    torch.manual_seed(1)
+    ids = torch.randint(0, reference.config.vocab_size, (1, tokens))
+    with torch.inference_mode():
+        a = reference(ids).logits[0].float()
+        b = quantized(ids).logits[0].float()
+    agree = (a.argmax(-1) == b.argmax(-1)).float().mean().item()
+    kl = torch.nn.functional.kl_div(b.log_softmax(-1), a.log_softmax(-1), log_target=True,
+                                    reduction="batchmean").item()
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=-1).mean().item()
+    return f"| {kind} | {100 * agree:.1f} % of {tokens} | {kl:.4f} | {cos:.4f} |"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
@@ -157,8 +174,9 @@ def main() -> int:
         run()
         print(f"compile: {time.perf_counter() - begin:.0f} s", flush=True)
         variants["step compiled"], floors["step compiled"] = run, bf16_bytes
+    quantized_models = {}
     for kind, quantize in (("int8", quantize_int8), ("int4", quantize_int4)):
-        quantized = copy.deepcopy(model)
+        quantized = quantized_models[kind] = copy.deepcopy(model)
         quantize(quantized)
         variants[f"step {kind}"], floors[f"step {kind}"] = decode_step(quantized, args.context), step_bytes(quantized)
     print(f"{torch.get_num_threads()} torch threads, read bandwidth {bandwidth:.1f} GB/s, context {args.context}, "
@@ -178,6 +196,9 @@ def main() -> int:
         ms = statistics.median(times[name])
         floor = floors[name] / bandwidth / 1e6
         print(f"| {name} | {ms:.1f} | {floors[name] / 1e9:.2f} | {floor:.1f} | {ms / floor:.2f} | {ms / step:.2f} |")
+    print("\n| weights | next-token agreement with bf16 | KL(bf16 || q) nats | logits cosine |\n|---|---|---|---|")
+    for kind in ("int8", "int4"):
+        print(effect(model, quantized_models[kind], kind))
     print(f"\nload average after: {os.getloadavg()}")
     return 0
 
