@@ -8,7 +8,7 @@ A Qwen2.5-1.5B-shaped random model (bf16, Qwen's real tokenizer; built once
 into --model unless it exists, about 3 GB) is served by each engine in turn,
 alone on the machine, the way its users start it:
 
-- local-bf16/int8/int4: `python -m prompt_server serve --engine local --device cpu [--quantize ...]`
+- local-bf16/int8/int4/bf16-packed: `python -m prompt_server serve --engine local --device cpu [--quantize ...]`
 - sglang:   `python -m prompt_server serve --engine sglang --device cpu` (SGLang's CPU engine)
 - vllm:     `python -m vllm.entrypoints.openai.api_server` from its own venv (llguidance backend)
 - llamacpp: `python -m llama_cpp.server` on a bf16 GGUF converted from the same folder
@@ -135,7 +135,7 @@ def plan(args, model: Path, port: int) -> List[object]:
             quant = name.split("-", 1)[1]
             extra = [] if quant == "bf16" else ["--quantize", quant]
             out.append(Engine(name, [sys.executable, "-m", "prompt_server", "serve", "--engine", "local", *common,
-                                     *extra], bits={"bf16": 16, "int8": 8, "int4": 4}[quant], counts_passes=True,
+                                     *extra], bits={"int8": 8, "int4": 4}.get(quant, 16), counts_passes=True,
                               ready_line="ready at"))
         elif name == "sglang":
             python = sglang_python(args.sglang_python)
@@ -270,7 +270,7 @@ def main() -> int:
     parser.add_argument("--model", default=str(Path(tempfile.gettempdir()) / "newspicgen-qwen1.5b-random"))
     parser.add_argument("--articles", type=int, default=4)
     parser.add_argument("--levels", default="1,4")
-    parser.add_argument("--engines", default="local-bf16,local-int8,local-int4,sglang,vllm,llamacpp")
+    parser.add_argument("--engines", default="local-bf16,local-bf16-packed,local-int8,local-int4,sglang,vllm,llamacpp")
     parser.add_argument("--sglang-python", default=os.environ.get("NEWSPICGEN_SGLANG_PYTHON")
                         or str(HARNESS / "sglang-cpu/venv/bin/python"))
     parser.add_argument("--vllm-python", default=os.environ.get("NEWSPICGEN_VLLM_PYTHON")

@@ -62,9 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     local = parser.add_argument_group("local engine")
     local.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
                        help="auto: bfloat16 on CUDA and on CPUs with bf16 kernels (AVX-512/AMX), else float32")
-    local.add_argument("--quantize", choices=("none", "int8", "int4"), default="none",
+    local.add_argument("--quantize", choices=("none", "int8", "int4", "bf16-packed"), default="none",
                        help="int8 / int4: weight-only linears, faster decoding on a CPU, slightly different "
-                            "output (int4: CPU only, more different; see docs/performance.md)")
+                            "output (int4: CPU only, more different); bf16-packed: bf16 weights prepacked for "
+                            "oneDNN on a CPU (see docs/performance.md)")
     local.add_argument("--keep-alive", default="-1", metavar="DURATION",
                        help="free the model's memory after this much idle time and load it again on the next "
                             "request (Ollama's meaning: 5m, 30s, 0 = after every request, -1 = never; default "

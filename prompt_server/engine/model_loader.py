@@ -172,4 +172,13 @@ def _quantize_int4(lm: torch.nn.Module) -> None:
     quantize_int4(lm)
 
 
-QUANTIZERS = {"int8": _quantize_int8, "int4": _quantize_int4}
+def _prepack_bf16(lm: torch.nn.Module) -> None:
+    from .prepack import prepack_linears
+
+    if next(lm.parameters()).device.type != "cpu" or next(lm.parameters()).dtype != torch.bfloat16:
+        raise ModelLoadError("--quantize bf16-packed is for bfloat16 on a CPU; use --dtype bfloat16 --device cpu")
+    prepack_linears(lm)
+
+
+# weight formats besides the dtype's own: --quantize NAME
+QUANTIZERS = {"int8": _quantize_int8, "int4": _quantize_int4, "bf16-packed": _prepack_bf16}

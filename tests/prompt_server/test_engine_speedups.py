@@ -196,3 +196,23 @@ def test_int4_weights_still_give_valid_constrained_answers(tiny_model_dir):
     for result in generator.generate([request(generator, news, seed) for seed, news in enumerate(articles()[:2])]):
         assert result.finish_reason == "stop"
         PicturePrompt.from_json(result.text)
+
+
+def test_prepacked_bf16_linears_give_valid_answers_close_to_plain_ones(tiny_model_dir):
+    import torch
+
+    from prompt_server.engine import prepack
+    from prompt_server.engine.generator import Generator
+    from prompt_server.engine.model_loader import load_model
+
+    if not prepack.supported():
+        pytest.skip("this torch has no oneDNN linear prepacking")
+    linear = torch.nn.Linear(64, 48).to(torch.bfloat16)
+    x = torch.randn(3, 64, dtype=torch.bfloat16)
+    assert torch.allclose(prepack.PackedLinear(linear)(x).float(), linear(x).float(), atol=0.02, rtol=0.02)
+    loaded = load_model(str(tiny_model_dir), device="cpu", dtype="bfloat16", quantize="bf16-packed")
+    assert isinstance(loaded.weights().lm_head, prepack.PackedLinear)
+    generator = Generator(loaded, max_batch_size=2)
+    for result in generator.generate([request(generator, news, seed) for seed, news in enumerate(articles()[:2])]):
+        assert result.finish_reason == "stop"
+        PicturePrompt.from_json(result.text)
