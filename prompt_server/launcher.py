@@ -62,10 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     local = parser.add_argument_group("local engine")
     local.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
                        help="auto: bfloat16 on CUDA and on CPUs with bf16 kernels (AVX-512/AMX), else float32")
-    local.add_argument("--quantize", choices=("none", "int8", "int4", "bf16-packed"), default="none",
-                       help="int8 / int4: weight-only linears, faster decoding on a CPU, slightly different "
-                            "output (int4: CPU only, more different); bf16-packed: bf16 weights prepacked for "
-                            "oneDNN on a CPU (see docs/performance.md)")
+    local.add_argument("--quantize", choices=("auto", "none", "bf16-packed", "int8", "int4"), default="auto",
+                       help="weight format: auto (bf16 on a CPU: prepacked for oneDNN, about twice as fast; "
+                            "else the dtype's own), none (torch's own linears), int8 / int4 (weight-only, "
+                            "slightly / clearly different output, opt-in; int4 CPU only); see docs/performance.md")
     local.add_argument("--keep-alive", default="-1", metavar="DURATION",
                        help="free the model's memory after this much idle time and load it again on the next "
                             "request (Ollama's meaning: 5m, 30s, 0 = after every request, -1 = never; default "
@@ -228,7 +228,7 @@ def run_local(args: argparse.Namespace) -> int:
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     try:
         service = build_service(model, source=source, device=args.device, dtype=args.dtype,
-                                quantize=None if args.quantize == "none" else args.quantize,
+                                quantize=args.quantize,
                                 max_batch_size=args.max_batch_size, context_length=args.context_length,
                                 keep_alive=keep_alive, prefix_cache_tokens=args.prefix_cache_tokens,
                                 served_model_name=args.served_model_name, api_key=api_key, limits=limits)
@@ -243,7 +243,7 @@ def run_local(args: argparse.Namespace) -> int:
     loaded = service.generator.loaded
     dtype = str(loaded.dtype).replace("torch.", "")
     print(f"NewsPicGen prompt server (local engine, {loaded.device}, {dtype}"
-          f"{'' if args.quantize == 'none' else f', {args.quantize} weights'}) ready at "
+          f"{f', {loaded.weight_format} weights' if loaded.weight_format else ''}) ready at "
           f"{base_url(args.host, sock.getsockname()[1])}", flush=True)
     try:  # uvicorn handles SIGINT / SIGTERM: it stops accepting, lets requests finish, then returns
         make_server(service, limits).run(sockets=[sock])

@@ -30,6 +30,7 @@ class LoadedModel:
     context_length: int
     dtype: torch.dtype = torch.float32
     load_weights: Optional[Callable[[], torch.nn.Module]] = None  # loads `model` again after unload()
+    weight_format: Optional[str] = None  # bf16-packed, int8, int4; None: torch's own linears
 
     @property
     def is_loaded(self) -> bool:
@@ -109,6 +110,20 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
         raise ModelLoadError(f"unknown dtype {dtype!r}; use auto, bfloat16, float16 or float32") from None
 
 
+def pick_weight_format(quantize: Optional[str], device: torch.device, dtype: torch.dtype) -> Optional[str]:
+    """`auto` (or None): bf16 linears prepacked for oneDNN on a CPU, where that halves the decode step
+    (docs/performance.md); torch's own linears elsewhere. `none`: torch's own linears."""
+    if quantize in (None, "auto"):
+        from .prepack import supported
+
+        return "bf16-packed" if device.type == "cpu" and dtype == torch.bfloat16 and supported() else None
+    if quantize == "none":
+        return None
+    if quantize not in QUANTIZERS:
+        raise ModelLoadError(f"unknown weight format {quantize!r}; use auto, none, {', '.join(QUANTIZERS)}")
+    return quantize
+
+
 def load_model(model: str, *, source: str = "auto", device: str = "auto", dtype: str = "auto",
                context_length: Optional[int] = None, quantize: Optional[str] = None) -> LoadedModel:
     path = resolve_model(model, source)
@@ -117,8 +132,7 @@ def load_model(model: str, *, source: str = "auto", device: str = "auto", dtype:
                              f"(point --model at the folder holding the model's files)")
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
-    if quantize not in (None, "none", *QUANTIZERS):
-        raise ModelLoadError(f"unknown quantization {quantize!r}; use {', '.join(QUANTIZERS)} or none")
+    quantize = pick_weight_format(quantize, dev, torch_dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
@@ -155,7 +169,7 @@ def load_model(model: str, *, source: str = "auto", device: str = "auto", dtype:
     return LoadedModel(model=lm, tokenizer=tokenizer, path=path, device=dev, eos_ids=eos_ids,
                        pad_id=pad_id, vocab_size=vocab_size,
                        context_length=min(context_length or max_positions, max_positions),
-                       dtype=torch_dtype, load_weights=load_weights)
+                       dtype=torch_dtype, load_weights=load_weights, weight_format=quantize)
 
 
 def _quantize_int8(lm: torch.nn.Module) -> None:

@@ -216,3 +216,20 @@ def test_prepacked_bf16_linears_give_valid_answers_close_to_plain_ones(tiny_mode
     for result in generator.generate([request(generator, news, seed) for seed, news in enumerate(articles()[:2])]):
         assert result.finish_reason == "stop"
         PicturePrompt.from_json(result.text)
+
+
+def test_the_default_weight_format_prepacks_bf16_on_a_cpu_only():
+    import torch
+
+    from prompt_server.engine import prepack
+    from prompt_server.engine.model_loader import ModelLoadError, pick_weight_format
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    expected = "bf16-packed" if prepack.supported() else None
+    assert pick_weight_format(None, cpu, torch.bfloat16) == pick_weight_format("auto", cpu, torch.bfloat16) == expected
+    assert pick_weight_format("auto", cpu, torch.float32) is None
+    assert pick_weight_format("auto", gpu, torch.bfloat16) is None
+    assert pick_weight_format("none", cpu, torch.bfloat16) is None
+    assert pick_weight_format("int4", cpu, torch.bfloat16) == "int4"
+    with pytest.raises(ModelLoadError, match="auto, none"):
+        pick_weight_format("int3", cpu, torch.bfloat16)
