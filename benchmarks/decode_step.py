@@ -37,7 +37,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks.constraint_overhead import random_qwen_1_5b  # noqa: E402
-from benchmarks.engine_speed import read_bandwidth_gbs  # noqa: E402
+from benchmarks.engines import read_bandwidth_gbs  # noqa: E402
 from prompt_server.engine.quant import Int4Linear, Int8Linear, quantize_int4, quantize_int8  # noqa: E402
 
 
