@@ -3,10 +3,10 @@
 GET /health, GET /v1/models, POST /v1/chat/completions (SGLang's top-level
 `regex`, OpenAI's `response_format`, SGLang's `ignore_eos` / `min_tokens`,
 `stream: true` as server-sent events), GET /metrics (Prometheus) and
-POST /unload (free the model's memory now; the next request reloads it). Parsing, tokenising and grammar
-compilation run in worker threads (bad input -> 400 at once, the event loop
-stays free); decoding runs in the scheduler thread, whose callbacks are
-handed to the event loop.
+POST /unload (free the model's memory now; the next request reloads it).
+Parsing, tokenising and grammar compilation run in worker threads (bad
+input -> 400 at once, the event loop stays free); decoding runs in the
+scheduler thread, whose callbacks are handed to the event loop.
 """
 from __future__ import annotations
 
