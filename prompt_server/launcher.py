@@ -75,8 +75,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     local = parser.add_argument_group("local engine")
     local.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
                        help="auto: bfloat16 on CUDA and on CPUs with bf16 kernels (AVX-512/AMX), else float32")
-    local.add_argument("--quantize", choices=("none", "int8"), default="none",
-                       help="int8: int8 weight-only linears, faster decoding on a CPU, slightly different output")
+    local.add_argument("--quantize", choices=("auto", "none", "bf16-packed", "int8", "int4"), default="auto",
+                       help="weight format: auto (bf16 on a CPU: prepacked for oneDNN, about twice as fast; "
+                            "else the dtype's own), none (torch's own linears), int8 / int4 (weight-only, "
+                            "slightly / clearly different output, opt-in; int4 CPU only); see docs/performance.md")
+    local.add_argument("--keep-alive", default="-1", metavar="DURATION",
+                       help="free the model's memory after this much idle time and load it again on the next "
+                            "request (Ollama's meaning: 5m, 30s, 0 = after every request, -1 = never; default "
+                            "%(default)s); POST /unload frees it at once")
+    local.add_argument("--prefix-cache-tokens", type=int, default=4096, metavar="TOKENS",
+                       help="keep the KV of recent prompts, up to this many tokens, so prompts that start the "
+                            "same way skip that part of the prefill (0 = off; default %(default)s)")
     local.add_argument("--max-batch-size", type=int, default=8, metavar="N",
                        help="concurrent requests decoded together (default %(default)s)")
     local.add_argument("--max-body-bytes", type=int, default=1 << 20, metavar="BYTES",
@@ -245,6 +254,14 @@ def run_local(args: argparse.Namespace) -> int:
         raise LaunchError(f"--max-body-bytes {args.max_body_bytes} is too small for a news article; use 1048576")
     if not 0 < args.client_timeout <= 3600:
         raise LaunchError(f"--client-timeout {args.client_timeout} must be between 0 and 3600 seconds")
+    from prompt_server.engine.durations import parse_keep_alive
+
+    try:
+        keep_alive = parse_keep_alive(args.keep_alive)
+    except ValueError as exc:
+        raise LaunchError(f"--keep-alive: {exc}") from None
+    if args.prefix_cache_tokens < 0:
+        raise LaunchError(f"--prefix-cache-tokens {args.prefix_cache_tokens} must be 0 (off) or more")
     api_key = api_key_from(args)
     _check_port_free(args.host, args.port)  # fail in a second, not after loading the model
     model, source = split_model_source(args.model, args.source)
@@ -256,8 +273,9 @@ def run_local(args: argparse.Namespace) -> int:
     print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     try:
         service = build_service(model, source=source, device=args.device, dtype=args.dtype,
-                                quantize=None if args.quantize == "none" else args.quantize,
+                                quantize=args.quantize,
                                 max_batch_size=args.max_batch_size, context_length=args.context_length,
+                                keep_alive=keep_alive, prefix_cache_tokens=args.prefix_cache_tokens,
                                 served_model_name=args.served_model_name, api_key=api_key, limits=limits)
     except ModelLoadError as exc:
         raise LaunchError(str(exc)) from None
@@ -268,9 +286,9 @@ def run_local(args: argparse.Namespace) -> int:
         raise LaunchError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
                           f"pick another --port") from None
     loaded = service.generator.loaded
-    dtype = str(next(loaded.model.parameters()).dtype).replace("torch.", "")
+    dtype = str(loaded.dtype).replace("torch.", "")
     print(f"NewsPicGen prompt server (local engine, {loaded.device}, {dtype}"
-          f"{', int8 weights' if args.quantize == 'int8' else ''}) ready at "
+          f"{f', {loaded.weight_format} weights' if loaded.weight_format else ''}) ready at "
           f"{base_url(args.host, sock.getsockname()[1])}", flush=True)
     try:  # uvicorn handles SIGINT / SIGTERM: it stops accepting, lets requests finish, then returns
         make_server(service, limits).run(sockets=[sock])
