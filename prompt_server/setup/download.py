@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -83,7 +82,7 @@ def _get_json(url: str, source: str, repo: str, headers: dict, timeout: float):
             raise DownloadError(f"{source} has no model {repo!r} that can be read (HTTP {exc.code})",
                                 "check the id (owner/name), or give modelscope:ID or a local folder") from None
         raise Unreachable(f"{source} answered HTTP {exc.code} for {url}", "try again later") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
+    except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
         raise Unreachable(f"{source} ({url.split('/api/')[0]}) is unreachable ({reason})",
                           "check the network or proxy (HTTPS_PROXY), set HF_ENDPOINT to a mirror, "
@@ -230,7 +229,7 @@ def _fetch(folder: Path, remote: RemoteFile, done: int, total: int, meter: Meter
             raise Unreachable(f"{remote.path} changed on the server", "it is downloaded again") from None
         raise DownloadError(f"downloading {remote.path} failed (HTTP {exc.code})",
                             "press Set up again; it resumes where it stopped") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
+    except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
         raise Unreachable(f"downloading {remote.path} failed ({getattr(exc, 'reason', exc)})",
                           "press Set up again; it resumes where it stopped") from None
     with response:

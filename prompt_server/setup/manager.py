@@ -479,7 +479,8 @@ class ServerManager:
             log.flush()
             try:
                 process = subprocess.Popen(command, cwd=self.repo_root, stdin=subprocess.PIPE, stdout=log,
-                                           stderr=subprocess.STDOUT, env=child_environment(self.environ, self.repo_root),
+                                           stderr=subprocess.STDOUT,
+                                           env=child_environment(self.environ, self.repo_root),
                                            **popen_options(self.system))
             except OSError as exc:
                 raise SetupError("start", f"could not run {self.python}: {exc.strerror or exc}", RESUME) from None

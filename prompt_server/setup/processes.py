@@ -133,7 +133,7 @@ def stop_process(pid: int, process: Optional[subprocess.Popen] = None, system: O
             return True
         try:
             if step.kind == "group-signal":
-                os.killpg(pid, step.signal)  # type: ignore[attr-defined]  # POSIX only
+                os.killpg(pid, step.signal or int(signal.SIGTERM))  # POSIX only: stop_plan says so
             elif step.kind == "signal":
                 os.kill(pid, step.signal or 0)
             else:
