@@ -14,11 +14,17 @@ def _array(text: str, key: str, section: str) -> List[str]:
     body = re.search(rf"^\[{re.escape(section)}\]\s*$(.*?)(?=^\[|\Z)", text, re.MULTILINE | re.DOTALL)
     if body is None:
         raise ValueError(f"pyproject.toml has no [{section}]")
-    array = re.search(rf"^{re.escape(key)}\s*=\s*\[(.*?)\]", body.group(1), re.MULTILINE | re.DOTALL)
-    if array is None:
+    start = re.search(rf"^{re.escape(key)}\s*=\s*\[", body.group(1), re.MULTILINE)
+    if start is None:
         raise ValueError(f"pyproject.toml has no {key} in [{section}]")
-    # requirement strings hold no "#": what follows one is a comment
-    return _STRING.findall("\n".join(line.split("#", 1)[0] for line in array.group(1).splitlines()))
+    found, rest = [], body.group(1)[start.end():]
+    for line in rest.splitlines():
+        # requirement strings hold no "#": what follows one is a comment
+        line = line.split("#", 1)[0]
+        found += _STRING.findall(line)
+        if _STRING.sub("", line).strip().endswith("]"):  # the array's own "]", outside the strings
+            return found
+    raise ValueError(f"pyproject.toml: the {key} array in [{section}] is not closed")
 
 
 def server_requirements(pyproject: Path) -> List[str]:
