@@ -14,6 +14,8 @@ from .api import Txt2ImgUnavailable, mount_routes
 from .config import NewsPicGenConfig, key_withheld
 from .messages import language_of
 from .rewrite import provenance_args, ui_defaults, untouched_with
+from .server_routes import mount_server_routes
+from .server_webui import server_control, start_with_webui
 from .settings import config_from_opts, register_settings
 from .webui_hooks import WebUIHooks
 
@@ -124,7 +126,7 @@ def language() -> str:
 def hooks() -> WebUIHooks:
     return WebUIHooks(available=available, register_paste=register_paste, warn=warn, language=language,
                       samplers=samplers, schedulers=schedulers, in_webui=True,
-                      preset_dropdowns=list(PRESET_DROPDOWNS))
+                      preset_dropdowns=list(PRESET_DROPDOWNS), server=server_control())
 
 
 def _txt2img_endpoint(app: Any):
@@ -170,6 +172,8 @@ def _auth_dependencies(app: Any) -> Optional[list]:
 def on_app_started(demo: Any, app: Any) -> None:
     mount_routes(app, get_config, txt2img=webui_txt2img(app), available=available,
                  dependencies=_auth_dependencies(app))
+    mount_server_routes(app, server_control, dependencies=_auth_dependencies(app))
+    start_with_webui()
 
 
 def on_ui_tabs():
