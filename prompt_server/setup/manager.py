@@ -29,7 +29,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from prompt_server.defaults import DEFAULT_MODEL, DEFAULT_PORT, SERVED_MODEL_NAME
 from prompt_server.setup.download import DownloadError, download_model
@@ -383,11 +383,15 @@ class ServerManager:
             return False
         return result.returncode == 0 and result.stdout.strip() == "True"
 
-    def _packages_step(self) -> None:
+    def packages_wanted(self) -> Tuple[TorchChoice, List[str], str]:
+        """(the torch choice, the other requirements, their fingerprint: what `done` records)."""
         machine = self.machine()
         torch = choose_torch(machine.system, machine.machine, machine.torch, machine.gpu)
         requirements = server_requirements(self.repo_root / "pyproject.toml")
-        fingerprint = json.dumps({"torch": torch.pip_args(), "requirements": requirements})
+        return torch, requirements, json.dumps({"torch": torch.pip_args(), "requirements": requirements})
+
+    def _packages_step(self) -> None:
+        torch, requirements, fingerprint = self.packages_wanted()
         if self.files.load().done.get("packages") == fingerprint:
             self.files.log("packages: installed before")
             return

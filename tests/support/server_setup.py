@@ -39,3 +39,14 @@ def offline_environ(**extra: str) -> Dict[str, str]:
     env.pop("PYTHONPATH", None)
     env.update(extra)
     return env
+
+
+def installed_shell(folder: Path, machine: Machine = CPU_MACHINE) -> Path:
+    """`folder` with a venv shell and the packages step recorded as done (for tests of later steps)."""
+    from prompt_server.setup.manager import ServerManager
+    from prompt_server.setup.state import StateFile
+
+    offline_venv(folder)
+    manager = ServerManager(folder, environ=offline_environ(), machine=lambda: machine)
+    StateFile(folder).update(done={"venv": str(manager.python), "packages": manager.packages_wanted()[2]})
+    return folder
