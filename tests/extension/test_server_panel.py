@@ -117,3 +117,15 @@ def test_free_memory_with_nothing_running_says_start_it(tmp_path):
     outcome = logic_for(control_for(tmp_path / "server", configured_url=f"http://127.0.0.1:{free_port()}")
                         ).free_memory()
     assert "cannot reach" in outcome.warning and "start it first" in outcome.warning
+
+
+def test_the_panels_labels_have_chinese_translations():
+    import json
+    import re
+
+    from tests.support import REPO
+    keys = set(json.loads((REPO / "localizations" / "zh_CN.json").read_text(encoding="utf-8")))
+    source = (REPO / "extension" / "server_panel.py").read_text(encoding="utf-8")
+    labels = set(re.findall(r'(?:label|placeholder)="([^"{]+)"', source))
+    labels |= set(re.findall(r'gr\.(?:Button|Accordion|Markdown)\("([^"{]+)"', source))
+    assert labels and not labels - keys, sorted(labels - keys)
