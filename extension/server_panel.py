@@ -59,22 +59,22 @@ def build_server_panel(gr, c: Dict[str, Any], wire, notify: Callable[[str], None
             c["server_found"] = gr.Dropdown(label="Found servers", choices=[], value=None, scale=3,
                                             elem_id="newspicgen_server_found")
             find = gr.Button("Find servers", elem_id="newspicgen_server_find", scale=0)
-            use = gr.Button("Use", elem_id="newspicgen_server_use", scale=0)
+            use = gr.Button("Use this server", elem_id="newspicgen_server_use", scale=0)
         c["server_found_data"] = gr.State([])
         with gr.Row():
             c["server_model"] = gr.Textbox(label="Model: Hugging Face id, modelscope:id, or a local folder",
                                            value=DEFAULT_MODEL, lines=1, scale=3, elem_id="newspicgen_server_model")
-            setup = gr.Button("Set up", variant="primary", interactive=allowed, scale=0,
+            setup = gr.Button("Set up a server here", variant="primary", interactive=allowed, scale=0,
                               elem_id="newspicgen_server_setup")
         with gr.Row():
-            start = gr.Button("Start", interactive=allowed, elem_id="newspicgen_server_start")
-            stop = gr.Button("Stop", interactive=allowed, elem_id="newspicgen_server_stop")
-            restart = gr.Button("Restart", interactive=allowed, elem_id="newspicgen_server_restart")
+            start = gr.Button("Start server", interactive=allowed, elem_id="newspicgen_server_start")
+            stop = gr.Button("Stop server", interactive=allowed, elem_id="newspicgen_server_stop")
+            restart = gr.Button("Restart server", interactive=allowed, elem_id="newspicgen_server_restart")
             free = gr.Button("Free the model's memory now", elem_id="newspicgen_server_free")
-            refresh = gr.Button("Refresh", elem_id="newspicgen_server_refresh")
+            refresh = gr.Button("Refresh server status", elem_id="newspicgen_server_refresh")
         c["server_autostart"] = gr.Checkbox(label="Start with the WebUI", value=False, interactive=allowed,
                                             elem_id="newspicgen_server_autostart")
-        c["server_log"] = gr.Textbox(label="Log", lines=8, max_lines=8, interactive=False,
+        c["server_log"] = gr.Textbox(label="Server log", lines=8, max_lines=8, interactive=False,
                                      elem_id="newspicgen_server_log")
     stream = make_stream(gr, c, notify)
     view = ["server_state", "server_log", "server_autostart", "status"]
