@@ -50,6 +50,8 @@ MODELSCOPE_PREFIX = "modelscope:"
 MIN_PYTHON = (3, 10)
 START_TIMEOUT_S = 900.0  # loading 3 GB of weights on a slow disk and CPU
 RESUME = "press Set up again: it resumes where it stopped"
+# where torch comes from instead of download.pytorch.org (a mirror of it; "" = pip's own index configuration)
+ENV_TORCH_INDEX = "NEWSPICGEN_TORCH_INDEX_URL"
 
 
 class SetupError(RuntimeError):
@@ -387,6 +389,10 @@ class ServerManager:
         """(the torch choice, the other requirements, their fingerprint: what `done` records)."""
         machine = self.machine()
         torch = choose_torch(machine.system, machine.machine, machine.torch, machine.gpu)
+        if ENV_TORCH_INDEX in self.environ:  # a mirror of PyTorch's index, or "" for pip's own configuration
+            mirror = self.environ[ENV_TORCH_INDEX].strip() or None
+            torch = TorchChoice(torch.requirement, mirror, torch.kind,
+                                f"{torch.reason}; index from {ENV_TORCH_INDEX}: {mirror or 'pip configuration'}")
         requirements = server_requirements(self.repo_root / "pyproject.toml")
         return torch, requirements, json.dumps({"torch": torch.pip_args(), "requirements": requirements})
 
