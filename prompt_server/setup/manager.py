@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from prompt_server.defaults import DEFAULT_MODEL, DEFAULT_PORT, SERVED_MODEL_NAME
+from prompt_server.defaults import DEFAULT_MODEL, DEFAULT_PORT, ENV_TORCH_INDEX, SERVED_MODEL_NAME
 from prompt_server.setup.download import DownloadError, download_model
 from prompt_server.setup.processes import (
     pid_alive,
@@ -50,8 +50,6 @@ MODELSCOPE_PREFIX = "modelscope:"
 MIN_PYTHON = (3, 10)
 START_TIMEOUT_S = 900.0  # loading 3 GB of weights on a slow disk and CPU
 RESUME = "press Set up again: it resumes where it stopped"
-# where torch comes from instead of download.pytorch.org (a mirror of it; "" = pip's own index configuration)
-ENV_TORCH_INDEX = "NEWSPICGEN_TORCH_INDEX_URL"
 
 
 class SetupError(RuntimeError):
