@@ -236,3 +236,14 @@ def test_start_with_the_webui_starts_a_stopped_server_once(tmp_path, tiny_model_
     assert restarted.start_if_wanted() is None, "running already"
     restarted.stop()
     shutil.rmtree(folder / "models", ignore_errors=True)
+
+
+def test_a_torch_mirror_replaces_pytorchs_index(tmp_path):
+    mirror = "https://mirrors.example.org/pytorch-wheels/cpu"
+    torch, requirements, _ = manager_for(tmp_path, NEWSPICGEN_TORCH_INDEX_URL=mirror).packages_wanted()
+    assert torch.pip_args() == ["torch", "--index-url", mirror] and "NEWSPICGEN_TORCH_INDEX_URL" in torch.reason
+    plain, _, _ = manager_for(tmp_path, NEWSPICGEN_TORCH_INDEX_URL="").packages_wanted()
+    assert plain.pip_args() == ["torch"]
+    default, _, _ = manager_for(tmp_path).packages_wanted()
+    assert default.index_url == "https://download.pytorch.org/whl/cpu"
+    assert not any(r.startswith("torch") for r in requirements)
