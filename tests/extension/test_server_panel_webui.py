@@ -151,6 +151,10 @@ def test_set_up_from_the_panel_generate_stop_then_start_with_the_webui(kind, bro
         assert "Local prompt server: running" in panel_text(page), panel_text(page)
         assert {"setting up", "starting"} <= shown, "progress was shown while it worked"
         assert page.input_value("#newspicgen_server_log textarea").strip(), "the log tail is shown"
+        shots = os.environ.get("NEWSPICGEN_SHOT_DIR")
+        if shots:  # README's picture of the panel (docs/images/server_panel.png)
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            page.locator("#tab_newspicgen").screenshot(path=str(Path(shots) / f"server_panel_{kind}.png"))
         status = webui.server()
         pid = status["pid"]
         assert status["state"] == "running" and our_servers(webui.data_dir) == [pid]
