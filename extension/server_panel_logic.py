@@ -129,8 +129,8 @@ class ServerPanelLogic:
         status = self.control.status(probe=True)
         values = self._view(status, with_found=True)
         if not status["found"]:
-            values["server_state"] += ("\n\nNo server answers on this machine's usual ports; press **Set up a server here** to "
-                                       "install one here.")
+            values["server_state"] += ("\n\nNo server answers on this machine's usual ports; press "
+                                       "**Set up a server here** to install one.")
         return Outcome(values)
 
     def use(self, label: str, found: List[Dict[str, Any]]) -> Outcome:
