@@ -68,17 +68,20 @@ class ServerControl:
         self._allowed()
         return self.manager.setup((model or "").strip() or None, keep_alive=keep_alive)
 
-    def start(self) -> Dict[str, Any]:
+    def start(self, keep_alive: Optional[str] = None) -> Dict[str, Any]:
         self._allowed()
+        if keep_alive is not None:
+            self.manager.set_options(keep_alive=keep_alive)
         return self.manager.start()
 
     def stop(self) -> Dict[str, Any]:
         self._allowed()
         return self.manager.stop()
 
-    def restart(self) -> Dict[str, Any]:
+    def restart(self, keep_alive: Optional[str] = None) -> Dict[str, Any]:
         self._allowed()
-        return self.manager.restart()
+        self.manager.stop()
+        return self.start(keep_alive)
 
     def set_autostart(self, on: bool) -> Dict[str, Any]:
         self._allowed()

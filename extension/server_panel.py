@@ -72,18 +72,22 @@ def build_server_panel(gr, c: Dict[str, Any], wire, notify: Callable[[str], None
             restart = gr.Button("Restart server", interactive=allowed, elem_id="newspicgen_server_restart")
             free = gr.Button("Free the model's memory now", elem_id="newspicgen_server_free")
             refresh = gr.Button("Refresh server status", elem_id="newspicgen_server_refresh")
-        c["server_autostart"] = gr.Checkbox(label="Start with the WebUI", value=False, interactive=allowed,
-                                            elem_id="newspicgen_server_autostart")
+        with gr.Row():
+            c["server_autostart"] = gr.Checkbox(label="Start with the WebUI", value=False, interactive=allowed,
+                                                elem_id="newspicgen_server_autostart")
+            c["server_keep_alive"] = gr.Textbox(label="Free the model's memory after this idle time (5m, 30s; "
+                                                      "empty: keep it loaded)", value="", lines=1,
+                                                elem_id="newspicgen_server_keep_alive")
         c["server_log"] = gr.Textbox(label="Server log", lines=8, max_lines=8, interactive=False,
                                      elem_id="newspicgen_server_log")
     stream = make_stream(gr, c, notify)
     view = ["server_state", "server_log", "server_autostart", "status"]
-    stream(page.load, logic.load, [], [*view, "server_found", "server_found_data"])
+    stream(page.load, logic.load, [], [*view, "server_found", "server_found_data", "server_keep_alive"])
     stream(refresh.click, logic.refresh, [], view)
-    stream(setup.click, logic.setup, ["server_model"], view)
-    stream(start.click, logic.start, [], view)
+    stream(setup.click, logic.setup, ["server_model", "server_keep_alive"], view)
+    stream(start.click, logic.start, ["server_keep_alive"], view)
     stream(stop.click, logic.stop, [], view)
-    stream(restart.click, logic.restart, [], view)
+    stream(restart.click, logic.restart, ["server_keep_alive"], view)
     wire(find.click, logic.find, [], ["server_state", "server_log", "server_autostart", "server_found",
                                       "server_found_data"])
     wire(use.click, logic.use, ["server_found", "server_found_data"], ["server_state", "status"])

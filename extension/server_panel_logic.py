@@ -120,7 +120,12 @@ class ServerPanelLogic:
     # ---- events ---------------------------------------------------------------------------
     def load(self) -> Iterator[Outcome]:
         """Page load: find servers, show the state, and follow a setup another tab started."""
-        yield from self._watch(self.control.status(probe=True), with_found=True)
+        status = self.control.status(probe=True)
+        outcomes = self._watch(status, with_found=True)
+        first = next(outcomes)
+        first.values["server_keep_alive"] = status.get("keep_alive") or ""
+        yield first
+        yield from outcomes
 
     def refresh(self) -> Iterator[Outcome]:
         yield from self._watch(self.control.status())
@@ -148,17 +153,18 @@ class ServerPanelLogic:
                                    f"(constraint `{entry['mode']}`); saved in Settings → NewsPicGen.")
         return Outcome(values)
 
-    def setup(self, model: str) -> Iterator[Outcome]:
-        yield from self._act(lambda: self.control.setup((model or "").strip() or DEFAULT_MODEL))
+    def setup(self, model: str, keep_alive: str = "") -> Iterator[Outcome]:
+        yield from self._act(lambda: self.control.setup((model or "").strip() or DEFAULT_MODEL,
+                                                        (keep_alive or "").strip()))
 
-    def start(self) -> Iterator[Outcome]:
-        yield from self._act(self.control.start)
+    def start(self, keep_alive: str = "") -> Iterator[Outcome]:
+        yield from self._act(lambda: self.control.start((keep_alive or "").strip()))
 
     def stop(self) -> Iterator[Outcome]:
         yield from self._act(self.control.stop)
 
-    def restart(self) -> Iterator[Outcome]:
-        yield from self._act(self.control.restart)
+    def restart(self, keep_alive: str = "") -> Iterator[Outcome]:
+        yield from self._act(lambda: self.control.restart((keep_alive or "").strip()))
 
     def autostart(self, on: bool) -> Outcome:
         try:

@@ -230,13 +230,14 @@ class ServerManager:
             if self.busy() or self._busy_elsewhere(state):
                 return {**self.status(), "joined": True}
             model = (model or state.model or DEFAULT_MODEL).strip()
+            keep_alive = (keep_alive.strip() or None) if keep_alive is not None else state.keep_alive
             done = dict(state.done)
             if model != state.model:
                 done.pop("model", None)
-            if state.state == "running" and model == state.model and keep_alive in (None, state.keep_alive):
+            if state.state == "running" and model == state.model and keep_alive == state.keep_alive:
                 return self.status()
             self.files.update(state="installing", step="venv", model=model, done=done, error=None, note=None,
-                              keep_alive=keep_alive if keep_alive is not None else state.keep_alive,
+                              keep_alive=keep_alive,
                               owner_pid=os.getpid(), progress=Progress("venv", "starting the setup").to_dict())
             self.files.log(f"--- setup of {model} ({time.strftime('%Y-%m-%d %H:%M:%S')})")
             self._run_in_worker(lambda: self._setup_steps(start, restart=state.state == "running"))
