@@ -247,3 +247,11 @@ def test_a_torch_mirror_replaces_pytorchs_index(tmp_path):
     default, _, _ = manager_for(tmp_path).packages_wanted()
     assert default.index_url == "https://download.pytorch.org/whl/cpu"
     assert not any(r.startswith("torch") for r in requirements)
+
+
+def test_keep_alive_is_kept_for_the_start_and_empty_clears_it(tmp_path):
+    manager = manager_for(tmp_path / "server")
+    manager.set_options(keep_alive=" 5m ")
+    assert manager.status()["keep_alive"] == "5m"
+    manager.set_options(keep_alive="")
+    assert manager.status()["keep_alive"] is None
