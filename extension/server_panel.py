@@ -75,8 +75,8 @@ def build_server_panel(gr, c: Dict[str, Any], wire, notify: Callable[[str], None
         with gr.Row():
             c["server_autostart"] = gr.Checkbox(label="Start with the WebUI", value=False, interactive=allowed,
                                                 elem_id="newspicgen_server_autostart")
-            c["server_keep_alive"] = gr.Textbox(label="Free its memory when idle for (5m, 30s; empty: never)", value="", lines=1,
-                                                elem_id="newspicgen_server_keep_alive")
+            c["server_keep_alive"] = gr.Textbox(label="Free its memory when idle for (5m, 30s; empty: never)",
+                                                value="", lines=1, elem_id="newspicgen_server_keep_alive")
         c["server_log"] = gr.Textbox(label="Server log", lines=8, max_lines=8, interactive=False,
                                      elem_id="newspicgen_server_log")
     stream = make_stream(gr, c, notify)
