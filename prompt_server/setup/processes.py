@@ -16,7 +16,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 # subprocess's Windows-only constants, spelled out so Linux can test the Windows flags
 CREATE_NEW_PROCESS_GROUP = 0x00000200
-CREATE_NO_WINDOW = 0x08000000
 _STILL_ACTIVE = 259
 _PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
 
@@ -47,13 +46,15 @@ def popen_options(system: Optional[str] = None, *, detach: bool = True) -> Dict[
     """Keyword arguments for subprocess.Popen that give the server a process group of its own
     (Ctrl-C in the WebUI's console is not sent to it; Stop reaches all of it).
 
-    POSIX: a new session (setsid). Windows has no setsid: CREATE_NEW_PROCESS_GROUP
-    (the group Stop's CTRL_BREAK_EVENT goes to) and no console window of its own.
+    POSIX: a new session (setsid). Windows has no setsid: CREATE_NEW_PROCESS_GROUP,
+    the group Stop's CTRL_BREAK_EVENT goes to. It keeps the WebUI's console
+    (CREATE_NO_WINDOW would leave it none, and console events reach only processes
+    attached to the sender's console); its output goes to server.log anyway.
     """
     if not detach:
         return {}
     if (system or platform.system()) == "Windows":
-        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP}
     return {"start_new_session": True}
 
 
@@ -128,6 +129,12 @@ def stop_process(pid: int, process: Optional[subprocess.Popen] = None, system: O
             return process.poll() is not None
         return not pid_alive(pid, system)
 
+    if process is not None and process.stdin is not None:  # an owned server stops when its pipe closes
+        try:
+            process.stdin.close()
+            process.wait(timeout=15)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
     for step in stop_plan(pid, system):
         if gone():
             return True

@@ -77,7 +77,7 @@ def test_windows_venv_python_is_scripts_python_exe():
 def test_windows_gets_a_new_process_group_and_no_setsid():
     windows = popen_options("Windows")
     assert "start_new_session" not in windows
-    assert windows["creationflags"] & CREATE_NEW_PROCESS_GROUP
+    assert windows["creationflags"] == CREATE_NEW_PROCESS_GROUP, "keeps the console CTRL_BREAK_EVENT needs"
     assert popen_options("Linux") == {"start_new_session": True} == popen_options("Darwin")
     assert popen_options("Windows", detach=False) == {}
 
