@@ -501,7 +501,7 @@ class ServerManager:
         while True:
             code = process.poll()
             if code is not None:
-                if self._stopping:
+                if self._stopping or self._process is not process:  # Stop was pressed while it started
                     return
                 raise SetupError("start", f"the server exited with code {code}: {self._last_server_line()}",
                                  "see the log below; press Start to try again (Set up if the model is broken)")
@@ -514,7 +514,7 @@ class ServerManager:
                                  "see the log below; press Start to try again")
             self._report(Progress("start", f"loading the model ({waited:.0f} s): {self._last_server_line()[:120]}"))
             time.sleep(0.5)
-        if self._stopping:
+        if self._stopping or self._process is not process:
             return
         self.files.update(state="running", step=None, progress=None, owner_pid=None, error=None)
         self.files.log(f"the server is running at {url} (process {process.pid})")
