@@ -255,3 +255,15 @@ def test_keep_alive_is_kept_for_the_start_and_empty_clears_it(tmp_path):
     assert manager.status()["keep_alive"] == "5m"
     manager.set_options(keep_alive="")
     assert manager.status()["keep_alive"] is None
+
+
+def test_stop_while_the_server_is_starting_ends_stopped_not_failed(tmp_path, tiny_model_dir, installed):
+    folder = from_installed(installed, tmp_path / "server")
+    manager = manager_for(folder)
+    manager.setup(str(tiny_model_dir))
+    deadline = time.monotonic() + 120
+    while manager.status()["state"] != "starting" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = manager.status()["pid"]
+    assert manager.stop()["state"] == "stopped"
+    assert wait_for(manager)["state"] == "stopped" and not pid_alive(pid)
