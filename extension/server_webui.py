@@ -66,6 +66,15 @@ def server_control() -> ServerControl:
         return _CONTROL
 
 
+def panel_control() -> Optional[ServerControl]:
+    """server_control(), or None (the tab then shows only the status line) when it cannot be made."""
+    try:
+        return server_control()
+    except Exception as exc:
+        print(f"NewsPicGen: the prompt server panel is not available: {type(exc).__name__}: {exc}")
+        return None
+
+
 def _point_at(control: ServerControl):
     def on_running(url: str) -> None:
         try:

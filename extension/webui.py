@@ -15,7 +15,7 @@ from .config import NewsPicGenConfig, key_withheld
 from .messages import language_of
 from .rewrite import provenance_args, ui_defaults, untouched_with
 from .server_routes import mount_server_routes
-from .server_webui import server_control, start_with_webui
+from .server_webui import panel_control, server_control, start_with_webui
 from .settings import config_from_opts, register_settings
 from .webui_hooks import WebUIHooks
 
@@ -126,7 +126,7 @@ def language() -> str:
 def hooks() -> WebUIHooks:
     return WebUIHooks(available=available, register_paste=register_paste, warn=warn, language=language,
                       samplers=samplers, schedulers=schedulers, in_webui=True,
-                      preset_dropdowns=list(PRESET_DROPDOWNS), server=server_control())
+                      preset_dropdowns=list(PRESET_DROPDOWNS), server=panel_control())
 
 
 def _txt2img_endpoint(app: Any):
