@@ -30,8 +30,9 @@ KINDS = {"a1111": (os.environ.get("NEWSPICGEN_WEBUI_DIR", ""), "NEWSPICGEN_WEBUI
          "forge": (os.environ.get("NEWSPICGEN_FORGE_DIR", ""), "NEWSPICGEN_FORGE_DIR")}
 NEWS = {"title": "大熊猫宝宝首次亮相", "content": "成都大熊猫繁育研究基地的大熊猫宝宝今天首次与游客见面，吸引了大批游客。"}
 TIMEOUT = float(os.environ.get("NEWSPICGEN_WEBUI_TIMEOUT", "900"))
-# no URL from the environment (the panel saves its own in Settings), no package index, one torch thread
-ENV = {"NEWSPICGEN_SERVER_URL": "", "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+# no package index, one torch thread (the server URL is given as "": none from the environment, the
+# panel saves its own in Settings)
+ENV = {"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
