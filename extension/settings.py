@@ -40,6 +40,7 @@ KEY_FAMILY = "newspicgen_family"
 KEY_PRESET_DIR = "newspicgen_preset_dir"
 KEY_TASK_SERVER_URL = "newspicgen_task_server_url"  # comic strips and posters (docs/comic-and-ad.md)
 KEY_TASK_MODEL = "newspicgen_task_model"
+KEY_MODEL = "newspicgen_model"  # set by the server panel's "Use" (Ollama and LM Studio need their model's name)
 
 
 def default_preset_dir(data_path: str) -> str:
@@ -84,6 +85,9 @@ def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None,
         dict(key=KEY_TIMEOUT, default=int(DEFAULT_TIMEOUT_S), label="Prompt server timeout (seconds)", kind="number"),
         dict(key=KEY_MODE, default=DEFAULT_MODE, label="Output constraint", kind="dropdown", choices=list(MODES),
              info=MODE_HELP),
+        dict(key=KEY_MODEL, default="", label="Model name sent to the prompt server",
+             info="empty = newspicgen (this project's engine, SGLang); Ollama and LM Studio need theirs, "
+                  "e.g. qwen2.5:1.5b (the tab's Prompt server → Use sets it)"),
         dict(key=KEY_FAMILY, default="", label="Default preset family", kind="family",
              info="empty = the built-in defaults for each picture type"),
         dict(key=KEY_PRESET_DIR, default=default_preset_dir(data_path), label="User preset folder",
@@ -115,6 +119,7 @@ def config_from_opts(opts: Any, environ: Optional[Mapping[str, str]] = None) -> 
         timeout=(parse_timeout(timeout, "Settings > NewsPicGen > timeout") if timeout not in (None, "")
                  else DEFAULT_TIMEOUT_S),
         mode=optional_text(get(KEY_MODE)) or DEFAULT_MODE,
+        model=optional_text(get(KEY_MODEL)),
         family=optional_text(get(KEY_FAMILY)),
         preset_dir=optional_text(get(KEY_PRESET_DIR)),
         task_server_url=optional_text(get(KEY_TASK_SERVER_URL)),

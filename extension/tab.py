@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict
 from .ad_tab import build_ad_part
 from .comic_tab import build_comic_part
 from .preset_editor import PICKERS, PresetEditor, build_preset_editor
+from .server_panel import build_server_panel
 from .tab_logic import FIELDS, TabLogic, type_choices
 from .ui_events import make_wire, notifier
 
@@ -27,13 +28,13 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
     logic = TabLogic.from_hooks(get_config, hooks)
     editor = PresetEditor.from_hooks(get_config, hooks)
     c: Dict[str, Any] = {}
-    wire = make_wire(gr, c, notifier(gr, hooks))
+    notify = notifier(gr, hooks)
+    wire = make_wire(gr, c, notify)
     in_webui = hooks is not None and getattr(hooks, "in_webui", False)
 
     with gr.Blocks(analytics_enabled=False) as tab:
-        with gr.Row():
-            c["status"] = gr.Markdown(logic.initial_status(), elem_id="newspicgen_status")
-            check = gr.Button("Check server", elem_id="newspicgen_check", scale=0)
+        check = build_server_panel(gr, c, wire, notify, logic.initial_status(), getattr(hooks, "server", None),
+                                   lambda: logic.check_server().values["status"], tab)
         with gr.Row():
             with gr.Column():
                 c["title"] = gr.Textbox(label="News title", lines=1, elem_id="newspicgen_title")

@@ -15,6 +15,8 @@ from .api import Txt2ImgUnavailable, mount_routes
 from .config import NewsPicGenConfig, key_withheld
 from .messages import language_of
 from .rewrite import provenance_args, ui_defaults, untouched_with
+from .server_routes import mount_server_routes
+from .server_webui import panel_control, server_control, start_with_webui
 from .settings import config_from_opts, register_settings
 from .webui_hooks import WebUIHooks
 
@@ -136,7 +138,7 @@ def model_base() -> Optional[str]:
 def hooks() -> WebUIHooks:
     return WebUIHooks(available=available, register_paste=register_paste, warn=warn, language=language,
                       samplers=samplers, schedulers=schedulers, model_base=model_base, in_webui=True,
-                      preset_dropdowns=list(PRESET_DROPDOWNS))
+                      preset_dropdowns=list(PRESET_DROPDOWNS), server=panel_control())
 
 
 def _txt2img_endpoint(app: Any):
@@ -182,6 +184,8 @@ def _auth_dependencies(app: Any) -> Optional[list]:
 def on_app_started(demo: Any, app: Any) -> None:
     mount_routes(app, get_config, txt2img=webui_txt2img(app), available=available, model_base=model_base,
                  dependencies=_auth_dependencies(app))
+    mount_server_routes(app, server_control, dependencies=_auth_dependencies(app))
+    start_with_webui()
 
 
 def on_ui_tabs():

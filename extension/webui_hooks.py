@@ -70,6 +70,8 @@ class WebUIHooks:
     preset_dropdowns: preset dropdowns outside the tab (the always-on script's, with
                   "" = the type's default) that the tab refreshes with its own on
                   every page load, so a new preset shows without a restart.
+    server:       the prompt server panel's ServerControl (set up, start, stop, find,
+                  use); None: the tab shows only the status line.
     """
 
     available: Callable[[], Optional[Availability]] = field(default=_unknown_availability)
@@ -81,3 +83,4 @@ class WebUIHooks:
     model_base: Callable[[], Optional[str]] = field(default=_unknown_base)
     in_webui: bool = False
     preset_dropdowns: List[Any] = field(default_factory=list)
+    server: Any = None  # the prompt server panel's actions (server_control.ServerControl); None outside the WebUI

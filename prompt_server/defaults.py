@@ -32,6 +32,8 @@ ENV_MODE = "NEWSPICGEN_MODE"
 ENV_FAMILY = "NEWSPICGEN_FAMILY"
 ENV_PRESET_DIR = "NEWSPICGEN_PRESET_DIR"
 ENV_DEBUG = "NEWSPICGEN_DEBUG"
+# the server setup takes torch from here instead of download.pytorch.org ("" = pip's own index configuration)
+ENV_TORCH_INDEX = "NEWSPICGEN_TORCH_INDEX_URL"
 
 
 def default_server_url() -> str:

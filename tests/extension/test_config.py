@@ -10,6 +10,7 @@ from extension.config import DEFAULT_SERVER_URL, ConfigError, NewsPicGenConfig, 
 from extension.settings import (
     KEY_FAMILY,
     KEY_MODE,
+    KEY_MODEL,
     KEY_PRESET_DIR,
     KEY_SERVER_URL,
     KEY_TIMEOUT,
@@ -71,7 +72,7 @@ def test_store_reads_the_configured_user_folder(tmp_path):
 def test_settings_section_and_defaults():
     specs = {spec["key"]: spec for spec in option_specs("/srv/webui")}
     assert SECTION == ("newspicgen", "NewsPicGen"), "the WebUI unpacks exactly (id, label)"
-    assert set(specs) == {KEY_SERVER_URL, KEY_TIMEOUT, KEY_MODE, KEY_FAMILY, KEY_PRESET_DIR,
+    assert set(specs) == {KEY_SERVER_URL, KEY_TIMEOUT, KEY_MODE, KEY_MODEL, KEY_FAMILY, KEY_PRESET_DIR,
                           "newspicgen_task_server_url", "newspicgen_task_model"}, "no key setting"
     assert specs[KEY_SERVER_URL]["default"] == "http://127.0.0.1:30000"
     assert "NEWSPICGEN_API_KEY" in specs[KEY_SERVER_URL]["info"]
