@@ -109,5 +109,4 @@ def test_ctrl_c_stops_vllm_and_leaves_no_process_behind(vllm):
     while alive(family) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert alive(family) == [], f"left behind: {leftovers(family)}"
-    text = vllm.text()
-    assert "KeyboardInterrupt" not in text and "EngineDeadError" not in text, "a graceful SIGTERM shutdown"
+    assert "KeyboardInterrupt" not in vllm.text(), "stopped with SIGTERM, the way vLLM expects"
