@@ -109,4 +109,6 @@ def test_ctrl_c_stops_vllm_and_leaves_no_process_behind(vllm):
     while alive(family) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert alive(family) == [], f"left behind: {leftovers(family)}"
-    assert "KeyboardInterrupt" not in vllm.text(), "stopped with SIGTERM, the way vLLM expects"
+    text = vllm.text()
+    assert "KeyboardInterrupt" not in text and "EngineDeadError" not in text, "a graceful SIGTERM shutdown"
+    assert "all workers exited gracefully" in text
