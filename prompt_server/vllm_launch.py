@@ -83,8 +83,8 @@ def vllm_command(*, model: str, host: str, port: int, device: str, context_lengt
                "--structured-outputs-config.backend", "guidance",
                # without it a json_schema request may be answered with whitespace until max_tokens
                "--structured-outputs-config.disable_any_whitespace", "true",
-               # on SIGTERM, finish the requests in flight (default 0: abort them, and its engine
-               # core is force-killed with an EngineDeadError traceback); within our grace period
+               # on SIGTERM, drain the requests in flight and let its workers exit by themselves
+               # (its default 0 aborts them and force-kills its engine core: an EngineDeadError)
                "--shutdown-timeout", str(SHUTDOWN_TIMEOUT_S)]
     if device == "cuda":
         command += ["--gpu-memory-utilization", str(mem_fraction)]

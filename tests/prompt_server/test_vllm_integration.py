@@ -111,3 +111,4 @@ def test_ctrl_c_stops_vllm_and_leaves_no_process_behind(vllm):
     assert alive(family) == [], f"left behind: {leftovers(family)}"
     text = vllm.text()
     assert "KeyboardInterrupt" not in text and "EngineDeadError" not in text, "a graceful SIGTERM shutdown"
+    assert "all workers exited gracefully" in text
