@@ -105,7 +105,9 @@ def _unpack(sdist: Path, workdir: Path) -> Path:
                 raise _missing_converter(f"{sdist} holds no {_IN_SDIST}{CONVERTER}")
             for member in members:  # flat: <workdir>/convert_hf_to_gguf.py, gguf-py/, conversion/
                 member.name = member.name.split(_IN_SDIST, 1)[1]
-            archive.extractall(workdir, members=members, filter="data")
+            # the "data" filter (no links out, no device files) exists from Python 3.10.12 / 3.11.4 on
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            archive.extractall(workdir, members=members, **safe)
     except (OSError, tarfile.TarError) as exc:
         raise _missing_converter(f"cannot read {sdist} ({exc})") from None
     return workdir / CONVERTER
