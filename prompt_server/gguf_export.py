@@ -106,8 +106,10 @@ def _unpack(sdist: Path, workdir: Path) -> Path:
             for member in members:  # flat: <workdir>/convert_hf_to_gguf.py, gguf-py/, conversion/
                 member.name = member.name.split(_IN_SDIST, 1)[1]
             # the "data" filter (no links out, no device files) exists from Python 3.10.12 / 3.11.4 on
-            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            archive.extractall(workdir, members=members, **safe)
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(workdir, members=members, filter="data")
+            else:
+                archive.extractall(workdir, members=members)  # noqa: S202 - members are picked by name above
     except (OSError, tarfile.TarError) as exc:
         raise _missing_converter(f"cannot read {sdist} ({exc})") from None
     return workdir / CONVERTER
