@@ -109,7 +109,7 @@ def _unpack(sdist: Path, workdir: Path) -> Path:
             if hasattr(tarfile, "data_filter"):
                 archive.extractall(workdir, members=members, filter="data")
             else:
-                archive.extractall(workdir, members=members)  # noqa: S202 - members are picked by name above
+                archive.extractall(workdir, members=members)  # members were picked by name above
     except (OSError, tarfile.TarError) as exc:
         raise _missing_converter(f"cannot read {sdist} ({exc})") from None
     return workdir / CONVERTER
