@@ -26,6 +26,7 @@ from prompt_server.defaults import (
     ENV_SERVER_URL,
     ENV_TIMEOUT,
     MODES,
+    SERVED_MODEL_NAME,
 )
 from prompt_server.errors import redact_url
 from style_presets.store import PresetStore
@@ -43,6 +44,9 @@ class NewsPicGenConfig:
     mode: str = DEFAULT_MODE
     family: Optional[str] = None
     preset_dir: Optional[str] = None
+    task_server_url: Optional[str] = None  # comic / ad tasks; None = server_url
+    task_model: Optional[str] = None
+    model: Optional[str] = None  # the model name sent; None = SERVED_MODEL_NAME
 
     def __repr__(self) -> str:  # the URL may carry a password, and the key is a secret
         return (f"NewsPicGenConfig(server_url={redact_url(self.server_url)!r}, timeout={self.timeout!r}, "
@@ -58,7 +62,8 @@ class NewsPicGenConfig:
 
     def client(self) -> PromptClient:
         """A PromptClient for these settings (one per distinct URL/key/timeout/mode)."""
-        return _client(self.server_url.strip().rstrip("/"), self.api_key or None, float(self.timeout), self.mode)
+        return _client(self.server_url.strip().rstrip("/"), self.api_key or None, float(self.timeout), self.mode,
+                       self.model or SERVED_MODEL_NAME)
 
     def store(self) -> PresetStore:
         """The PresetStore reading built-ins plus the user folder (one per folder, re-read when it changes)."""
@@ -72,8 +77,8 @@ class NewsPicGenConfig:
 
 
 @functools.lru_cache(maxsize=8)
-def _client(url: str, api_key: Optional[str], timeout: float, mode: str) -> PromptClient:
-    return PromptClient(base_url=url, api_key=api_key, timeout=timeout, mode=mode)
+def _client(url: str, api_key: Optional[str], timeout: float, mode: str, model: str) -> PromptClient:
+    return PromptClient(base_url=url, api_key=api_key, timeout=timeout, mode=mode, model=model)
 
 
 @functools.lru_cache(maxsize=4)

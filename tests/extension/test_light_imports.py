@@ -9,7 +9,9 @@ from tests.support import REPO
 
 HEAVY = ("torch", "transformers", "llguidance", "gradio", "tokenizers", "numpy")
 MODULES = ("extension.config", "extension.settings", "extension.api_models", "extension.api",
-           "extension.rewrite", "extension.webui_hooks", "newspicgen.pipeline", "newspicgen.batch")
+           "extension.rewrite", "extension.webui_hooks", "newspicgen.pipeline", "newspicgen.batch",
+           "extension.server_control", "extension.server_routes", "extension.server_panel_logic",
+           "extension.server_access", "prompt_server.setup.manager", "prompt_server.setup.command")
 
 
 def test_non_ui_modules_import_nothing_heavy():
