@@ -237,7 +237,8 @@ def start(engine: Engine, url: str) -> subprocess.Popen:
             if engine.ready_line is not None:
                 if engine.ready_line in Path(log.name).read_text(errors="replace"):
                     return process
-            elif requests.get(url + "/health", timeout=2).status_code == 200:
+            elif any(requests.get(url + path, timeout=2).status_code == 200
+                     for path in ("/health", "/v1/models")):  # llama-cpp-python has no /health
                 return process
         except requests.RequestException:
             pass
