@@ -15,6 +15,9 @@ docs/images/ (cropped to the WebUI's checkpoint row, tab row and our tab):
                      localization, from this repository's localizations/zh_CN.json (then back to None)
   preset_editor.png  the Preset editor (#newspicgen_editor) after Duplicate of newspicgen-comic-person
 
+No picture may show a path of the machine it is taken on (this checkout, the temporary data
+folder, the home folder): the run stops with the text that carries one.
+
 Options: `--webui-dir` (default $NEWSPICGEN_WEBUI_DIR), `--webui-start SCRIPT`
 (default $NEWSPICGEN_WEBUI_START: a start script taking `PORT [args...]`, as for
 the tests), `--server-url URL` (a running prompt server; without it one is
@@ -81,6 +84,15 @@ def value_of(selector: str) -> str:
     return f"(document.querySelector({json.dumps(selector + ' textarea')}) || {{}}).value || ''"
 
 
+def no_machine_path(page, selector: str = "#tab_newspicgen") -> None:
+    """Refuse a picture that would show where this machine keeps things (this checkout, the
+    WebUI's temporary data folder, the home folder): README pictures are for every reader."""
+    text = page.inner_text(selector)
+    for path in {str(REPO), tempfile.gettempdir(), os.path.expanduser("~")} - {"", "/"}:
+        if path in text:
+            raise SystemExit(f"{selector} shows the path {path}; the picture would carry it:\n{text[:2000]}")
+
+
 def clip_to_tab(page, bottom_selector: str = "#tab_newspicgen", margin: int = 12) -> dict:
     """From the page's top (the WebUI's checkpoint row and tab row) down to the bottom of `bottom_selector`."""
     page.evaluate("window.scrollTo(0, 0)")
@@ -112,6 +124,7 @@ def take_tab(browser, base: str, out: Path) -> None:
     try:
         watched.open()
         generated_tab(watched)
+        no_machine_path(watched.page)
         watched.page.screenshot(path=str(out / "tab.png"), full_page=True, clip=clip_to_tab(watched.page))
     finally:
         watched.context.close()
@@ -161,6 +174,7 @@ def take_tab_zh(browser, base: str, out: Path) -> None:
         if shown != wanted:
             raise SystemExit(f"the page is not in Chinese: {shown}, expected {wanted} "
                              "(does the WebUI list zh_CN among its localizations?)")
+        no_machine_path(page)
         page.screenshot(path=str(out / "tab_zh.png"), full_page=True, clip=clip_to_tab(page))
     finally:
         watched.context.close()
@@ -185,6 +199,7 @@ def take_preset_editor(browser, base: str, out: Path) -> None:
         page.wait_for_function(f"{message}.trim() && {message} !== {json.dumps(before)}")
         page.wait_for_timeout(1000)
         page.evaluate("window.scrollTo(0, 0)")
+        no_machine_path(page, "#newspicgen_editor")
         page.locator("#newspicgen_editor").screenshot(path=str(out / "preset_editor.png"))
     finally:
         watched.context.close()
@@ -202,11 +217,12 @@ def take_server_down(browser, base: str, proxy: SwitchableProxy, out: Path) -> N
         page.fill("#newspicgen_content textarea", NEWS["content"])
         page.click("#newspicgen_generate")
         page.wait_for_selector(".toast-body")
-        # the status line turns into the down notice: the URL it tried and the command that starts a server
+        # the status line turns into the down notice: the URL it tried and what to do about it
         where = json.dumps(proxy.url.split("//")[1])
         page.wait_for_function(f"document.querySelector('#newspicgen_status').innerText.includes({where})"
-                               " && document.querySelector('#newspicgen_status pre')")
+                               " && document.querySelector('#newspicgen_status').innerText.includes('panel')")
         page.wait_for_timeout(300)
+        no_machine_path(page)
         page.screenshot(path=str(out / "server_down.png"), full_page=True,
                         clip=clip_to_tab(page, "#newspicgen_content", margin=8))
     finally:

@@ -2,25 +2,21 @@
 
 API callers: "alwayson_scripts": {"newspicgen": {"args": [enabled, title, content, preset]}}
 (preset "" = the default for the generated picture type; rewrite.SCRIPT_ARGS names
-all eight). In the UI it is a collapsed accordion with the first four inputs.
+all eight). In the UI it is a collapsed accordion whose header checkbox is `enabled`, with the
+next three inputs inside.
 """
 from __future__ import annotations
 
 import gradio as gr
+from fastapi.exceptions import HTTPException
 from modules import scripts
 
 from prompt_server.instruction import News
 
 from . import webui
 from .api import error_status
-from .rewrite import (
-    PROVENANCE_KEYS,
-    PROVENANCE_PROMPT,
-    NewsPicGenError,
-    apply_provenance,
-    apply_to_processing,
-    refuse_processing,
-)
+from .messages import error_text
+from .rewrite import PROVENANCE_KEYS, PROVENANCE_PROMPT, apply_provenance, apply_to_processing, refuse_processing
 
 TITLE = "NewsPicGen"
 
@@ -31,8 +27,24 @@ def _prompt_seed(p) -> int | None:
     return int(seed) if isinstance(seed, (int, float)) and int(seed) != -1 else None
 
 
-def compose_failed(exc: Exception) -> NewsPicGenError:
-    return NewsPicGenError(f"NewsPicGen: {exc}", error_status(exc) or 500)
+class NewsPicGenError(HTTPException):
+    """The always-on script could not compose, and this generation is refused.
+
+    The WebUI shows it as "NewsPicGenError: <message>" (so the message carries no prefix of
+    its own). It is an HTTPException because the WebUI's API prints a traceback for any
+    other exception, and here the caller already gets a clean answer (status_code, detail)
+    and the console has the script's one line."""
+
+    def __init__(self, message: str, status_code: int = 500):
+        super().__init__(status_code=status_code, detail=message)
+
+    def __str__(self) -> str:
+        return str(self.detail)
+
+
+def compose_failed(exc: Exception, language: str = "en") -> NewsPicGenError:
+    """One line of plain text (the WebUI shows it as typed): what went wrong and what to do."""
+    return NewsPicGenError(error_text(exc, language), error_status(exc) or 500)
 
 
 class NewsPicGenScript(scripts.Script):
@@ -43,9 +55,11 @@ class NewsPicGenScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        with gr.Accordion(TITLE, open=False, elem_id=self.elem_id("accordion")):
-            enabled = gr.Checkbox(False, label="Enable NewsPicGen (replaces the prompts with ones made from the news)",
-                                  elem_id=self.elem_id("enabled"))
+        from modules.ui_components import InputAccordion  # A1111 >= 1.7 and Forge
+        # The WebUI's own on/off accordion (as FreeU's, Kohya's): a checkbox in the header shows
+        # whether NewsPicGen is on while collapsed; its value is the script's first argument.
+        with InputAccordion(False, label=TITLE, elem_id=self.elem_id("accordion")) as enabled:
+            gr.Markdown("Ticked: the prompts are replaced with ones made from the news below.")
             title = gr.Textbox(label="News title", lines=1, elem_id=self.elem_id("title"))
             content = gr.Textbox(label="News content", lines=4, elem_id=self.elem_id("content"))
             preset = gr.Dropdown(label="Preset (empty = the default for the picture type)",
@@ -69,10 +83,10 @@ class NewsPicGenScript(scripts.Script):
         try:
             composed = webui.get_config().pipeline().run(News(title=title or "", content=content or ""),
                                                          preset=preset or None, seed=_prompt_seed(p),
-                                                         available=webui.available())
+                                                         available=webui.available(), base=webui.model_base())
         except Exception as exc:  # the WebUI would only log it and draw the caller's prompt
-            error = compose_failed(exc)
-            print(f"{error} (this generation is refused)")
+            error = compose_failed(exc, "en" if getattr(p, "is_api", False) else webui.language())
+            print(f"NewsPicGen: {error} (this generation is refused)")
             refuse_processing(p, error)
             return
         for message in composed.warnings:

@@ -11,13 +11,25 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import pydantic
 
+from newspicgen.task_render import render_ad, render_strip, strip_seed
 from prompt_server.errors import PromptServerError, ServerTimeout, ServerUnreachable
 from prompt_server.instruction import EmptyNewsError, News
 from style_presets.compose import SETTING_KEYS, OverrideError
 from style_presets.store import PresetNotFound
 
-from .api_models import ComposedResponse, ErrorBody, PresetList, PromptRequest, Txt2ImgRequest, Txt2ImgResponse
+from .api_models import (
+    AdRequest,
+    ComicRequest,
+    ComposedResponse,
+    ErrorBody,
+    PresetList,
+    PromptRequest,
+    Txt2ImgRequest,
+    Txt2ImgResponse,
+)
 from .config import ConfigError, NewsPicGenConfig
+from .messages import error_text
+from .task_runs import WEBUI, b64, make_ad, make_comic, webui_render
 
 PREFIX = "/newspicgen/v1"
 TAGS = ["NewsPicGen"]
@@ -54,9 +66,16 @@ def error_status(exc: BaseException) -> Optional[int]:
 
 
 def _http_error(exc: Exception) -> Exception:
+    """The HTTPException the caller gets for `exc` (the WebUI prints no traceback for one), its
+    detail plain text with the WebUI's hints; a 5xx is one line on the console too."""
     from fastapi import HTTPException  # the WebUI's own fastapi; not needed to import this module
     status = error_status(exc)
-    return exc if status is None else HTTPException(status_code=status, detail=str(exc))
+    if status is None:
+        return exc
+    detail = error_text(exc, "en")
+    if status >= 500:
+        print(f"NewsPicGen: HTTP {status}: {detail}")
+    return HTTPException(status_code=status, detail=detail)
 
 
 def split_overrides(overrides: Optional[Mapping[str, Any]]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -67,13 +86,15 @@ def split_overrides(overrides: Optional[Mapping[str, Any]]) -> Tuple[Dict[str, A
 
 
 def mount_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2img: Optional[Txt2Img] = None,
-                 available: Callable[[], Any] = lambda: None, dependencies: Optional[list] = None) -> None:
-    """Add the NewsPicGen routes to `app`; `dependencies` e.g. the WebUI's --api-auth check."""
+                 available: Callable[[], Any] = lambda: None, dependencies: Optional[list] = None,
+                 model_base: Callable[[], Optional[str]] = lambda: None) -> None:
+    """Add the NewsPicGen routes to `app`; `dependencies` e.g. the WebUI's --api-auth check;
+    `model_base()` the loaded model's family (per-type default presets are picked for it)."""
 
     def compose_for(req: PromptRequest, overrides: Optional[Mapping[str, Any]] = None):
         return get_config().pipeline().run(News(title=req.title or "", content=req.content or ""),
                                            preset=req.preset, seed=req.seed, overrides=overrides,
-                                           available=available())
+                                           available=available(), base=model_base())
 
     def prompt(req: PromptRequest) -> Dict[str, Any]:
         try:
@@ -88,6 +109,7 @@ def mount_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2im
             return {"presets": [p.to_dict() for p in store.list()],
                     "builtin": [n for n in store.names() if store.is_builtin(n)],
                     "families": list(store.families()), "default_family": config.family,
+                    "model_base": model_base(),
                     "errors": [str(e) for e in store.errors]}
         except Exception as exc:
             raise _http_error(exc) from exc
@@ -113,3 +135,56 @@ def mount_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2im
     app.add_api_route(f"{PREFIX}/txt2img", run_txt2img, methods=["POST"], response_model=Txt2ImgResponse,
                       responses=_ERRORS, tags=TAGS, dependencies=dependencies,
                       summary="News -> picture, through the WebUI's own txt2img")
+    mount_task_routes(app, get_config, txt2img=txt2img, available=available, dependencies=dependencies)
+
+
+# --- comic strip and product poster: the same objects `newspicgen comic` / `newspicgen ad` print;
+# with "render": true also the pictures (the WebUI's own txt2img) and the strip / poster image.
+
+def mount_task_routes(app: Any, get_config: Callable[[], NewsPicGenConfig], *, txt2img: Optional[Txt2Img] = None,
+                      available: Callable[[], Any] = lambda: None, dependencies: Optional[list] = None) -> None:
+
+    if txt2img is not None:
+        WEBUI["txt2img"] = txt2img  # the tab's comic and ad parts draw through it too
+
+    def renderer() -> Any:
+        if txt2img is None:
+            raise Txt2ImgUnavailable("the WebUI's txt2img API is not available; start the WebUI with --api")
+        return webui_render(txt2img)
+
+    def comic(req: ComicRequest) -> Dict[str, Any]:
+        try:
+            render = renderer() if req.render else None
+            settings, passthrough = split_overrides(req.overrides)
+            image_seed = strip_seed(settings) if req.render or "seed" in settings else None
+            composed = make_comic(get_config(), {"title": req.title, "content": req.content, "panels": req.panels},
+                                  family=req.family, preset=req.preset, seed=req.seed, image_seed=image_seed,
+                                  seed_step=req.seed_step, overrides=settings, available=available())
+            body = composed.to_dict()
+            if render is not None:
+                rendered = render_strip(composed, render, passthrough=passthrough)
+                body.update(images=[b64(p.with_infotext()) for p in rendered.panels], strip=b64(rendered.strip.png),
+                            captions_drawn=rendered.strip.captions_drawn)
+            return body
+        except Exception as exc:
+            raise _http_error(exc) from exc
+
+    def ad(req: AdRequest) -> Dict[str, Any]:
+        try:
+            render = renderer() if req.render else None
+            settings, passthrough = split_overrides(req.overrides)
+            composed = make_ad(get_config(), {"product": req.product, "facts": req.facts}, family=req.family,
+                               preset=req.preset, seed=req.seed, overrides=settings, available=available())
+            body = composed.to_dict()
+            if render is not None:
+                rendered = render_ad(composed, render, passthrough=passthrough)
+                body.update(images=[b64(rendered.picture.with_infotext())], poster=b64(rendered.poster.png),
+                            captions_drawn=rendered.poster.captions_drawn)
+            return body
+        except Exception as exc:
+            raise _http_error(exc) from exc
+
+    app.add_api_route(f"{PREFIX}/comic", comic, methods=["POST"], responses=_ERRORS, tags=TAGS,
+                      dependencies=dependencies, summary="Story -> comic strip prompts (and pictures with render)")
+    app.add_api_route(f"{PREFIX}/ad", ad, methods=["POST"], responses=_ERRORS, tags=TAGS,
+                      dependencies=dependencies, summary="Product facts -> ad copy + poster prompt (and poster)")

@@ -47,9 +47,33 @@ class PresetList(BaseModel):
     builtin: List[str] = Field(..., description="names of the read-only built-in presets")
     families: List[str]
     default_family: Optional[str] = Field(None, description="Settings > NewsPicGen > default preset family")
+    model_base: Optional[str] = Field(None, description="the loaded model's family (sd15, sdxl, flux; null: "
+                                                        "unknown): per-type default presets are made for it")
     errors: List[str] = Field(default_factory=list,
                               description="preset files that failed to load: path: field: message")
 
 
 class ErrorBody(BaseModel):
     detail: str = Field(..., description="what went wrong and how to fix it")
+
+
+class ComicRequest(BaseModel):
+    title: str = Field("", description="story / news title")
+    content: str = Field(..., description="story / news text")
+    panels: int = Field(4, ge=2, le=8, description="number of panels, 2-8")
+    family: Optional[str] = Field(None, description="preset family for every panel (default: the settings')")
+    preset: Optional[str] = Field(None, description="one preset for every panel instead of the family's")
+    seed: Optional[int] = Field(None, description="sampling seed of the prompt model")
+    seed_step: int = Field(0, ge=0, le=1, description="0: every panel gets the strip's seed; 1: panel i gets seed+i")
+    overrides: Optional[Dict[str, Any]] = Field(None, description="txt2img settings (seed = the strip's seed)")
+    render: bool = Field(False, description="also make the pictures with the WebUI's txt2img: images + strip")
+
+
+class AdRequest(BaseModel):
+    product: str = Field(..., description="product name or facts (free text or 类型#裙*颜色#蓝色)")
+    facts: str = Field("", description="more facts")
+    family: Optional[str] = Field(None, description="preset family (default: ad)")
+    preset: Optional[str] = None
+    seed: Optional[int] = Field(None, description="sampling seed of the prompt model")
+    overrides: Optional[Dict[str, Any]] = Field(None, description="txt2img settings")
+    render: bool = Field(False, description="also make the picture and the poster: images + poster")

@@ -44,6 +44,8 @@ class NewsPicGenConfig:
     mode: str = DEFAULT_MODE
     family: Optional[str] = None
     preset_dir: Optional[str] = None
+    task_server_url: Optional[str] = None  # comic / ad tasks; None = server_url
+    task_model: Optional[str] = None
     model: Optional[str] = None  # the model name sent; None = SERVED_MODEL_NAME
 
     def __repr__(self) -> str:  # the URL may carry a password, and the key is a secret

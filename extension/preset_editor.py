@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 import pydantic
 
 from prompt_server.compat import describe_validation_error
+from style_presets.bases import BASE_CODES
 from style_presets.compose import compose
 from style_presets.preset import StylePreset
 from style_presets.store import PresetError, PresetNotFound
@@ -24,12 +25,41 @@ from .preset_form import NAMES, form_data, form_values, set_lora
 from .tab_logic import type_choices
 from .ui_events import Choices, Editable, NewChoices, Outcome, asked, warnings_markdown
 
-# What the editor previews a preset on (with the preset's own first type).
-SAMPLE_PROMPT = {
-    "ch_keyword": "机器人", "ch_prompt": "一个人形机器人在明亮的实验室里与科学家握手",
-    "en_keyword": "robot", "en_prompt": "a humanoid robot shaking hands with a scientist in a bright laboratory",
-    "type": "6",
-}
+# What the editor previews a preset on: a sample picture prompt of the first type the preset
+# serves, so a preset for landscapes is judged on a landscape, not always on the robot.
+SAMPLE_PROMPTS = {p["type"]: p for p in (
+    {"ch_keyword": "大熊猫", "ch_prompt": "两只大熊猫幼崽在动物园的木台上玩耍",
+     "en_keyword": "giant panda cubs", "en_prompt": "two giant panda cubs playing on a wooden platform in a zoo",
+     "type": "1"},
+    {"ch_keyword": "乡村教师", "ch_prompt": "一位年长的乡村教师在山区小学的黑板前讲课",
+     "en_keyword": "village teacher",
+     "en_prompt": "an elderly village teacher writing on a blackboard in a mountain school", "type": "2"},
+    {"ch_keyword": "广场舞", "ch_prompt": "上万名身穿红色运动服的舞者在城市广场上一起跳舞",
+     "en_keyword": "square dance",
+     "en_prompt": "thousands of dancers in red tracksuits dancing together in a city square", "type": "3"},
+    {"ch_keyword": "雾凇", "ch_prompt": "日出时黄山云海之上挂满雾凇的松树",
+     "en_keyword": "rime on pine trees",
+     "en_prompt": "pine trees covered in rime above a sea of clouds on a mountain at sunrise", "type": "4"},
+    {"ch_keyword": "图书馆", "ch_prompt": "一座有玻璃幕墙和弧形木屋顶的新城市图书馆",
+     "en_keyword": "new library", "en_prompt": "a new city library with a glass facade and a curved wooden roof",
+     "type": "5"},
+    {"ch_keyword": "机器人", "ch_prompt": "一个人形机器人在明亮的实验室里与科学家握手",
+     "en_keyword": "robot", "en_prompt": "a humanoid robot shaking hands with a scientist in a bright laboratory",
+     "type": "6"},
+    {"ch_keyword": "青铜器", "ch_prompt": "博物馆柔和灯光下展出的一件古代青铜器",
+     "en_keyword": "bronze vessel", "en_prompt": "an ancient bronze vessel on display under soft light in a museum",
+     "type": "7"},
+    {"ch_keyword": "经济增长", "ch_prompt": "繁忙的集装箱港口上方一条上升的折线",
+     "en_keyword": "economic growth",
+     "en_prompt": "a rising line chart above a busy container port with cargo ships", "type": "8"},
+)}
+
+
+def sample_prompt(types: List[str]) -> Dict[str, str]:
+    """The sample picture prompt a preset serving `types` is previewed on."""
+    return SAMPLE_PROMPTS[next((t for t in types if t in SAMPLE_PROMPTS), "6")]
+
+
 # What `PresetEditor._form` fills: the form's fields, and its Add LoRA button (off for built-ins).
 FORM_OUTPUTS = [*NAMES, "form_add_lora"]
 # The pickers whose choices come from the WebUI (refreshed on every page load).
@@ -133,6 +163,7 @@ class PresetEditor:
                                for name, value in values.items()}
         for name in ("form_embeddings", "form_negative_embeddings"):
             out[name] = Choices(_with(embeddings, values[name]), values[name], editable)
+        out["form_base"] = Choices(_with(["", *BASE_CODES], [values["form_base"]]), values["form_base"], editable)
         for name, listed in (("form_sampler", self.samplers), ("form_scheduler", self.schedulers)):
             out[name] = Choices(_with(["", *_listed(listed)], [values[name]]), values[name], editable)
         if editable is not None:
@@ -182,7 +213,8 @@ class PresetEditor:
             msg = self._t("**{name}** is a built-in preset (read-only). Type a name for a copy and press "
                           "**Duplicate preset** to get an editable user preset.", name=name)
         else:
-            msg = self._t("**{name}** is a user preset: `{path}`", name=name, path=store.user_path(name))
+            msg = self._t("**{name}** is a user preset: `{file}` in the user preset folder", name=name,
+                          file=store.user_path(name).name)
         stored = preset.to_json()
         shown = stored
         if name in drafts and not builtin:
@@ -194,15 +226,14 @@ class PresetEditor:
                         **self.preview(shown).values})
 
     def preview(self, text: str) -> Outcome:
-        """Validate the text and compose it with SAMPLE_PROMPT."""
+        """Validate the text and compose it with the sample prompt for the preset's types."""
         if not (text or "").strip():
             return Outcome({"editor_positive": "", "editor_negative": "", "editor_check": ""})
         try:
             preset = parse_preset_json(text)
         except ValueError as exc:
             return Outcome({"editor_positive": "", "editor_negative": "", "editor_check": f"❌ {exc}"})
-        sample = dict(SAMPLE_PROMPT, type=preset.types[0] if preset.types else SAMPLE_PROMPT["type"])
-        composed = compose(sample, preset, available=self._available())
+        composed = compose(sample_prompt(list(preset.types)), preset, available=self._available())
         check = "✅ " + self._t("valid") + ("\n\n" + warnings_markdown(composed.warnings) if composed.warnings else "")
         return Outcome({"editor_positive": composed.prompt, "editor_negative": composed.negative_prompt,
                         "editor_check": check})
@@ -248,7 +279,8 @@ class PresetEditor:
             path = store.save(preset)
         except (PresetError, OSError) as exc:
             return _refused(str(exc))
-        return Outcome({"editor_msg": self._t("Saved **{name}** to `{path}`", name=preset.name, path=path),
+        return Outcome({"editor_msg": self._t("Saved **{name}** as `{file}` in the user preset folder",
+                                                     name=preset.name, file=path.name),
                         "editor_state": _after(state, preset.name, text),
                         **self._lists(preset.name, main_preset)})
 
@@ -270,7 +302,8 @@ class PresetEditor:
         except (ValueError, PresetError, PresetNotFound, OSError) as exc:
             return _refused(str(exc))
         return Outcome({"editor_json": Editable(copy.to_json(), True), "editor_new_name": "",
-                        "editor_msg": self._t("Duplicated as **{name}**: `{path}`", name=new_name, path=path),
+                        "editor_msg": self._t("Duplicated as **{name}**: `{file}` in the user preset folder",
+                                              name=new_name, file=path.name),
                         "editor_state": _after(state, new_name, copy.to_json()),
                         **self._form(copy.to_dict(), True),
                         **self._lists(new_name, main_preset)})
@@ -285,9 +318,9 @@ class PresetEditor:
             return _refused(str(exc))
         # The JSON and the form stay (editable), so Save brings the preset back.
         return Outcome({"editor_json": Editable(None, True),
-                        "editor_msg": self._t("Deleted **{name}** (backup: `{path}`). Its JSON stays here; "
-                                              "**Save preset** restores it.",
-                                              name=name, path=f"{store.user_path(name)}.bak"),
+                        "editor_msg": self._t("Deleted **{name}** (backup: `{file}` in the user preset "
+                                              "folder). Its JSON stays here; **Save preset** restores it.",
+                                              name=name, file=f"{store.user_path(name).name}.bak"),
                         "editor_state": _after(state, None, ""),
                         **self._lists(None, main_preset)})
 
@@ -295,24 +328,30 @@ def build_preset_editor(gr, editor: PresetEditor, components: Dict[str, Any], wi
     """Lay out the editor inside the current Blocks context; register components by name."""
     c = components
 
+    def line(name: str, label: str, **kwargs: Any) -> None:
+        """A one-line field, drawn as one (lines=1 alone is a growing text area)."""
+        c[name] = gr.Textbox(label=label, lines=1, max_lines=1, elem_id=f"newspicgen_{name}", **kwargs)
+
     def setting(name: str, label: str) -> None:
-        c[name] = gr.Textbox(label=label, lines=1, placeholder=EMPTY_SETTING, elem_id=f"newspicgen_{name}")
+        # info, not only a placeholder: the hint shows in gradio 3 and 4 alike, filled in or not
+        line(name, label, placeholder=EMPTY_SETTING, info=EMPTY_SETTING)
 
     with gr.Accordion("Preset editor", open=False, elem_id="newspicgen_editor"):
         with gr.Row():
             c["editor_pick"] = gr.Dropdown(label="Preset to edit", choices=editor.names(), value=None,
                                            interactive=False, elem_id="newspicgen_editor_pick")  # see refresh
-            c["editor_new_name"] = gr.Textbox(label="Name for the copy", lines=1,
-                                              elem_id="newspicgen_editor_new_name")
+            line("editor_new_name", "Name for the copy")
+            duplicate = gr.Button("Duplicate preset", elem_id="newspicgen_editor_duplicate", scale=0)
         c["editor_msg"] = gr.Markdown("Pick a preset to edit, or fill in the form for a new one.",
                                       elem_id="newspicgen_editor_msg")
         with gr.Row():
             with gr.Column(scale=3):
                 with gr.Row():
-                    c["form_name"] = gr.Textbox(label="Preset name", lines=1, elem_id="newspicgen_form_name")
-                    c["form_family"] = gr.Textbox(label="Preset family", lines=1, elem_id="newspicgen_form_family")
-                c["form_description"] = gr.Textbox(label="Preset description", lines=1,
-                                                   elem_id="newspicgen_form_description")
+                    line("form_name", "Preset name")
+                    line("form_family", "Preset family")
+                    c["form_base"] = gr.Dropdown(label="Made for (empty: any model)", choices=["", *BASE_CODES],
+                                                 value="", elem_id="newspicgen_form_base")
+                line("form_description", "Preset description")
                 c["form_types"] = gr.CheckboxGroup(label="Picture types it serves", choices=type_choices(),
                                                    elem_id="newspicgen_form_types")
                 c["form_template"] = gr.Textbox(label="Prompt template", lines=2,
@@ -337,11 +376,13 @@ def build_preset_editor(gr, editor: PresetEditor, components: Dict[str, Any], wi
                                                                 elem_id="newspicgen_form_negative_embeddings")
                 with gr.Row():
                     setting("form_steps", label="Preset steps")
-                    c["form_sampler"] = gr.Dropdown(label="Preset sampler", choices=[""], value="",
+                    c["form_sampler"] = gr.Dropdown(label="Preset sampler", choices=[""], value="", info=EMPTY_SETTING,
                                                     allow_custom_value=True, elem_id="newspicgen_form_sampler")
                     c["form_scheduler"] = gr.Dropdown(label="Preset schedule type", choices=[""], value="",
-                                                      allow_custom_value=True, elem_id="newspicgen_form_scheduler")
+                                                      info=EMPTY_SETTING, allow_custom_value=True,
+                                                      elem_id="newspicgen_form_scheduler")
                     setting("form_cfg_scale", label="Preset CFG scale")
+                    setting("form_distilled_cfg_scale", label="Preset distilled CFG (Forge, Flux)")
                 with gr.Row():
                     setting("form_width", label="Preset width")
                     setting("form_height", label="Preset height")
@@ -349,7 +390,6 @@ def build_preset_editor(gr, editor: PresetEditor, components: Dict[str, Any], wi
                 with gr.Accordion("Preset JSON (advanced)", open=False, elem_id="newspicgen_editor_json_view"):
                     c["editor_json"] = gr.Textbox(label="Preset JSON", lines=18, elem_id="newspicgen_editor_json")
                 with gr.Row():
-                    duplicate = gr.Button("Duplicate preset", elem_id="newspicgen_editor_duplicate")
                     save = gr.Button("Save preset", variant="primary", elem_id="newspicgen_editor_save")
                     delete = gr.Button("Delete preset", variant="stop", elem_id="newspicgen_editor_delete")
             with gr.Column(scale=2):

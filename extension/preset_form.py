@@ -16,16 +16,17 @@ from .tab_logic import type_code, type_label
 
 # Form component name -> the preset field it shows (settings are "settings.<key>").
 FIELDS: Dict[str, str] = {
-    "form_name": "name", "form_family": "family", "form_description": "description",
+    "form_name": "name", "form_family": "family", "form_base": "base", "form_description": "description",
     "form_types": "types", "form_template": "prompt", "form_negative": "negative_prompt",
     "form_loras": "loras", "form_embeddings": "embeddings", "form_negative_embeddings": "negative_embeddings",
     "form_steps": "settings.steps", "form_sampler": "settings.sampler_name", "form_scheduler": "settings.scheduler",
-    "form_cfg_scale": "settings.cfg_scale", "form_width": "settings.width", "form_height": "settings.height",
+    "form_cfg_scale": "settings.cfg_scale", "form_distilled_cfg_scale": "settings.distilled_cfg_scale",
+    "form_width": "settings.width", "form_height": "settings.height",
     "form_seed": "settings.seed",
 }
 NAMES = list(FIELDS)
 LIST_FIELDS = ("form_types", "form_embeddings", "form_negative_embeddings")
-NUMBER_SETTINGS = ("steps", "cfg_scale", "width", "height", "seed")
+NUMBER_SETTINGS = ("steps", "cfg_scale", "distilled_cfg_scale", "width", "height", "seed")
 
 
 def _text(value: Any) -> str:

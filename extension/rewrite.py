@@ -28,6 +28,7 @@ UNTOUCHED: Mapping[str, Tuple[Any, ...]] = {
     "sampler_name": (None, "", "Euler", "DPM++ 2M"),
     "scheduler": (None, "", "Automatic"),
     "cfg_scale": (7.0,),
+    "distilled_cfg_scale": (3.5,),  # Forge's StableDiffusionProcessing default; A1111 has no such field
     "width": (512,),
     "height": (512,),
     "seed": (-1, None, ""),
@@ -35,10 +36,11 @@ UNTOUCHED: Mapping[str, Tuple[Any, ...]] = {
 
 # ui-config.json labels of the txt2img/img2img controls whose UI default counts as untouched
 UI_CONFIG_LABELS = {"steps": "Sampling steps", "sampler_name": "Sampling method", "scheduler": "Schedule type",
-                    "cfg_scale": "CFG Scale", "width": "Width", "height": "Height"}
+                    "cfg_scale": "CFG Scale", "distilled_cfg_scale": "Distilled CFG Scale", "width": "Width",
+                    "height": "Height"}
 # Forge's per-UI-preset defaults (Settings > UI defaults 'sd'/'xl'/'flux'): opts "<preset>_t2i_<name>"
-FORGE_OPTS = {"sampler_name": "sampler", "scheduler": "scheduler", "cfg_scale": "cfg", "width": "width",
-              "height": "height"}
+FORGE_OPTS = {"sampler_name": "sampler", "scheduler": "scheduler", "cfg_scale": "cfg",
+              "distilled_cfg_scale": "d_cfg", "width": "width", "height": "height"}
 
 
 def ui_defaults(ui_config: Mapping[str, Any], opts: Any, tab: str = "txt2img") -> Dict[str, list]:
@@ -137,15 +139,6 @@ def apply_provenance(p: Any, values: Tuple[Any, ...], prompt: Any) -> bool:
         p.extra_generation_params = {}
     p.extra_generation_params.update(zip(PROVENANCE_KEYS, values, strict=True))
     return True
-
-
-class NewsPicGenError(RuntimeError):
-    """The always-on script could not compose; the WebUI's API answers with status_code and detail."""
-
-    def __init__(self, message: str, status_code: int = 500):
-        super().__init__(message)
-        self.status_code = status_code  # read by the WebUI's API exception handler (vars(e))
-        self.detail = message
 
 
 def refuse_processing(p: Any, error: Exception) -> None:

@@ -21,6 +21,7 @@ from prompt_server.defaults import (
     DEFAULT_TIMEOUT_S,
     ENV_API_KEY,
     ENV_SERVER_URL,
+    MODE_HELP,
     MODES,
 )
 from prompt_server.errors import redact_url
@@ -37,6 +38,8 @@ KEY_TIMEOUT = "newspicgen_timeout"
 KEY_MODE = "newspicgen_mode"
 KEY_FAMILY = "newspicgen_family"
 KEY_PRESET_DIR = "newspicgen_preset_dir"
+KEY_TASK_SERVER_URL = "newspicgen_task_server_url"  # comic strips and posters (docs/comic-and-ad.md)
+KEY_TASK_MODEL = "newspicgen_task_model"
 KEY_MODEL = "newspicgen_model"  # set by the server panel's "Use" (Ollama and LM Studio need their model's name)
 
 
@@ -77,11 +80,11 @@ def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None,
     key = key_note(environ, language)
     specs: list[dict[str, Any]] = [
         dict(key=KEY_SERVER_URL, default=DEFAULT_SERVER_URL, label="Prompt server URL",
-             info=tr(language, "SGLang or `python -m prompt_server serve`; the {env} environment variable "
-                               "overrides this", env=ENV_SERVER_URL) + f". {key}"),
+             info=tr(language, "SGLang or python -m prompt_server serve; the {env} environment variable "
+                               "overrides this", env=ENV_SERVER_URL) + ("。" if language == "zh" else ". ") + key),
         dict(key=KEY_TIMEOUT, default=int(DEFAULT_TIMEOUT_S), label="Prompt server timeout (seconds)", kind="number"),
         dict(key=KEY_MODE, default=DEFAULT_MODE, label="Output constraint", kind="dropdown", choices=list(MODES),
-             info="regex for SGLang and the bundled engine; json_schema for other OpenAI-compatible servers"),
+             info=MODE_HELP),
         dict(key=KEY_MODEL, default="", label="Model name sent to the prompt server",
              info="empty = newspicgen (this project's engine, SGLang); Ollama and LM Studio need theirs, "
                   "e.g. qwen2.5:1.5b (the tab's Prompt server → Use sets it)"),
@@ -89,6 +92,11 @@ def option_specs(data_path: str, environ: Optional[Mapping[str, str]] = None,
              info="empty = the built-in defaults for each picture type"),
         dict(key=KEY_PRESET_DIR, default=default_preset_dir(data_path), label="User preset folder",
              info="your own presets; built-in presets are read-only"),
+        dict(key=KEY_TASK_SERVER_URL, default="", label="Comic strip / product poster server URL",
+             info="any OpenAI-compatible server with a general instruct model; empty = the prompt server above; "
+                  "NEWSPICGEN_COMIC_SERVER_URL / NEWSPICGEN_AD_SERVER_URL override this"),
+        dict(key=KEY_TASK_MODEL, default="", label="Comic strip / product poster model id",
+             info="the `model` sent to that server; empty = newspicgen"),
     ]
     for spec in specs:
         if spec["key"] in notes:
@@ -114,6 +122,8 @@ def config_from_opts(opts: Any, environ: Optional[Mapping[str, str]] = None) -> 
         model=optional_text(get(KEY_MODEL)),
         family=optional_text(get(KEY_FAMILY)),
         preset_dir=optional_text(get(KEY_PRESET_DIR)),
+        task_server_url=optional_text(get(KEY_TASK_SERVER_URL)),
+        task_model=optional_text(get(KEY_TASK_MODEL)),
     )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict
 
+from .ad_tab import build_ad_part
+from .comic_tab import build_comic_part
 from .preset_editor import PICKERS, PresetEditor, build_preset_editor
 from .server_panel import build_server_panel
 from .tab_logic import FIELDS, TabLogic, type_choices
@@ -40,6 +42,11 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
                     label="News content", lines=12, elem_id="newspicgen_content",
                     placeholder="Paste the article here. With the title box empty, its first line becomes the title.")
                 generate = gr.Button("Generate prompt", variant="primary", elem_id="newspicgen_generate")
+                send = {}  # here, not under the long result column: in sight at 1440x900 after Generate
+                if in_webui:
+                    with gr.Row():
+                        for tabname in ("txt2img", "img2img"):
+                            send[tabname] = gr.Button(f"Send to {tabname}", elem_id=f"newspicgen_send_{tabname}")
                 with gr.Accordion("More candidates", open=False, elem_id="newspicgen_more"):
                     with gr.Row():
                         c["n"] = gr.Slider(label="Number of candidates", minimum=2, maximum=8, step=1, value=3,
@@ -73,19 +80,21 @@ def build_tab(get_config: Callable[[], Any], hooks: Any = None):
                 # The WebUI's paste mechanism parses this text as PNG Info does.
                 c["infotext"] = gr.Textbox(label="Generation parameters", lines=3, interactive=False,
                                            elem_id="newspicgen_infotext")
-                if in_webui:
-                    with gr.Row():
-                        for tabname in ("txt2img", "img2img"):
-                            button = gr.Button(f"Send to {tabname}", elem_id=f"newspicgen_send_{tabname}")
-                            hooks.register_paste(button, tabname, c["infotext"])
+                for tabname, button in send.items():
+                    hooks.register_paste(button, tabname, c["infotext"])
         build_preset_editor(gr, editor, c, wire)
+        build_comic_part(gr, get_config, hooks, c, wire)
+        build_ad_part(gr, get_config, hooks, c, wire)
 
         fields = list(FIELDS)
         wire(check.click, logic.check_server, [], ["status"])
-        wire(generate.click, logic.generate, ["title", "content", "follow", "preset"],
-             ["title", "content", *fields, "preset", "status"])
-        wire(more.click, logic.more_candidates, ["title", "content", "n", "seed", "rank"],
-             ["title", "content", "candidates", "candidate_data", "status"])
+        # A pasted article is split by a fast event first; the slow one then never has the news
+        # boxes as outputs, so its busy overlay leaves them readable.
+        split = wire(generate.click, logic.split, ["title", "content"], ["title", "content"], queue=False)
+        wire(split.then, logic.generate, ["title", "content", "follow", "preset"], [*fields, "preset", "status"])
+        split = wire(more.click, logic.split, ["title", "content"], ["title", "content"], queue=False)
+        wire(split.then, logic.more_candidates, ["title", "content", "n", "seed", "rank"],
+             ["candidates", "candidate_data", "status"])
         wire(c["candidates"].input, logic.pick_candidate, ["candidates", "candidate_data", "follow", "preset"],
              [*fields, "preset"], queue=False)
         wire(c["type"].change, logic.type_changed, ["type", "follow", "preset"], ["preset"], queue=False)

@@ -3,22 +3,18 @@ screen and returns an `Outcome` (see ui_events). The unit tests drive it directl
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
-from urllib.parse import urlparse
 
 from newspicgen.relevance import ScorerUnavailable
 from prompt_server.client import ServerInfo
-from prompt_server.defaults import start_command
 from prompt_server.errors import PromptServerError, ServerUnreachable, redact_url
 from prompt_server.instruction import EmptyNewsError, News
 from prompt_server.schema import PicturePrompt, PictureType
+from prompt_server.server_kind import KIND_LABELS
 from style_presets.store import PresetNotFound
 
-from .messages import Translator, error_parts, error_text, tr
+from .messages import Translator, error_parts, error_text, sentence, server_hint, tr
 from .ui_events import Choices, Outcome, asked, warnings_markdown
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The editable result fields, in the order handlers receive and return them.
 FIELDS = ("en_prompt", "ch_prompt", "en_keyword", "ch_keyword", "type")
@@ -55,7 +51,7 @@ def split_article(title: str, content: str) -> Tuple[str, str]:
 
 def status_markdown(info: Optional[ServerInfo], url: str, last_latency_ms: Optional[float] = None,
                     note: str = "", language: str = "en") -> str:
-    """The status line: URL, engine, model, last latency; when down, the start command."""
+    """The status line: URL, engine, model, last latency; when down, what to do in the WebUI."""
     if info is None:
         text = tr(language, "Prompt server `{url}` — not checked yet (press **Check server** or **Generate prompt**).",
                   url=url)
@@ -63,14 +59,20 @@ def status_markdown(info: Optional[ServerInfo], url: str, last_latency_ms: Optio
         latency = f"{last_latency_ms:.0f} ms" if last_latency_ms is not None else "—"
         unknown = tr(language, "unknown")
         text = tr(language, "🟢 Prompt server `{url}` · engine `{engine}` · model `{model}` · last latency {latency}",
-                  url=info.url, engine=info.engine or unknown, model=info.model or unknown, latency=latency)
+                  url=info.url, engine=engine_label(info) or unknown, model=info.model or unknown, latency=latency)
     else:
-        reason = error_parts(info.error, language)[0] if info.error else tr(language, "no answer")
+        reason, hint = error_parts(info.error, language) if info.error else (tr(language, "no answer"), "")
+        if not hint or isinstance(info.error, ServerUnreachable):
+            hint = server_hint(language)
         text = (tr(language, "🔴 **Prompt server down or not ready** — {reason}", reason=reason) + "\n\n"
-                + tr(language, "Start it in a terminal (it sets up its own environment on the first run):") + "\n\n"
-                f"```\ncd {REPO_ROOT}\n{start_command(urlparse(info.url).port)}\n```\n\n"
-                + tr(language, "or fix the server URL in Settings → NewsPicGen."))
+                + sentence(hint, language))
     return text + (f"\n\n{note}" if note else "")
+
+
+def engine_label(info: ServerInfo) -> Optional[str]:
+    """The server's kind and the constraint it gets, e.g. "vLLM (vllm_regex)"."""
+    name = KIND_LABELS.get(info.kind, info.engine) if info.kind else info.engine
+    return f"{name} ({info.mode})" if name and info.mode else name
 
 
 def picture_prompt_from_fields(values: Sequence[str]) -> PicturePrompt:
@@ -103,16 +105,22 @@ class TabLogic:
     """The tab's behaviour; `get_config()` is read on every event so settings apply at once."""
 
     def __init__(self, get_config: Callable[[], Any], available: Optional[Callable[[], Any]] = None,
-                 language: Optional[Callable[[], str]] = None):
+                 language: Optional[Callable[[], str]] = None,
+                 model_base: Optional[Callable[[], Optional[str]]] = None):
         self.get_config = get_config
         self.available = available or (lambda: None)
+        self.model_base = model_base or (lambda: None)  # the loaded model's family, asked on every event
         self._t = Translator(language)
         self._info: Dict[str, ServerInfo] = {}
 
     @classmethod
     def from_hooks(cls, get_config: Callable[[], Any], hooks: Any = None) -> TabLogic:
         """The tab's logic connected to the WebUI's hooks (extension.webui_hooks.WebUIHooks)."""
-        return cls(get_config, getattr(hooks, "available", None), getattr(hooks, "language", None))
+        return cls(get_config, getattr(hooks, "available", None), getattr(hooks, "language", None),
+                   getattr(hooks, "model_base", None))
+
+    def _base(self) -> Optional[str]:
+        return asked(self.model_base)
 
     def _lang(self) -> str:
         return self._t.language()
@@ -161,6 +169,14 @@ class TabLogic:
         return Outcome({"status": status}, warning=self._error(exc))
 
     # generate
+    def split(self, title: str, content: str) -> Outcome:
+        """A pasted article split into title and content, at once and without the queue: the
+        slow Generate that follows never has the news boxes as outputs, so they stay usable."""
+        split_title, split_content = split_article(title, content)
+        if (split_title, split_content) == (title, content):
+            return Outcome()
+        return Outcome({"title": split_title, "content": split_content})
+
     def _ask(self, title: str, content: str, ask: Callable[[Any, News], Any]) -> Tuple[Dict[str, str], Any, Any]:
         """Run `ask(pipeline, news)` for the article on screen.
 
@@ -222,7 +238,7 @@ class TabLogic:
             return Outcome()
         index = int(label.split(" ", 1)[0].lstrip("#")) - 1
         if not 0 <= index < len(data):
-            return Outcome(warning=self._t("that candidate is gone; press More candidates again"))
+            return Outcome(warning=self._t("that candidate is gone; press Generate candidates again"))
         pp = PicturePrompt.from_dict(data[index])
         values: Dict[str, Any] = fields_from_picture_prompt(pp)
         if follow:
@@ -232,7 +248,7 @@ class TabLogic:
     # preset following the type
     def _followed_preset(self, code: str, current: str) -> Dict[str, Any]:
         try:
-            return {"preset": self.get_config().pipeline().preset_for(code).name}
+            return {"preset": self.get_config().pipeline().preset_for(code, base=self._base()).name}
         except PresetNotFound:
             return {"preset": current}
 
@@ -253,7 +269,8 @@ class TabLogic:
             return Outcome({**empty, "preview_notes": note})
         try:
             pp = picture_prompt_from_fields((en_prompt, ch_prompt, en_keyword, ch_keyword, type_text))
-            composed = self.get_config().pipeline().compose(pp, preset_name, available=self._available())
+            composed = self.get_config().pipeline().compose(pp, preset_name, available=self._available(),
+                                                            base=self._base())
         except (ValueError, PresetNotFound) as exc:
             return Outcome({**empty, "preview_notes": f"⚠️ {exc}"})
         return Outcome({"positive": composed.prompt, "negative": composed.negative_prompt,

@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .messages import plain_text
+
 log = logging.getLogger("newspicgen")
 
 
@@ -54,7 +56,8 @@ def asked(get: Callable[[], Any], default: Any = None) -> Any:
 
 
 def warnings_markdown(warnings: List[str]) -> str:
-    return "\n".join(f"⚠️ {w}" for w in warnings)
+    """One paragraph per warning: Markdown joins lines that a single newline separates."""
+    return "\n\n".join(f"⚠️ {w}" for w in warnings)
 
 
 def to_gradio(gr, value: Any) -> Any:
@@ -81,9 +84,9 @@ def make_wire(gr, components: Dict[str, Any], notify: Callable[[str], None]):
                 outcome = handler(*values)
             except Exception as exc:  # a bug must not wipe the page: keep everything, say what broke
                 log.exception("NewsPicGen tab: %s failed", getattr(handler, "__name__", handler))
-                outcome = Outcome(warning=f"NewsPicGen: unexpected error ({type(exc).__name__}: {exc})")
-            if outcome.warning:
-                notify(outcome.warning)
+                outcome = Outcome(warning=f"unexpected error ({type(exc).__name__}: {exc})")
+            if outcome.warning:  # a toast shows Markdown as typed; the page's Markdown fields keep theirs
+                notify(plain_text(outcome.warning))
             result = [to_gradio(gr, outcome.values[name]) if name in outcome.values else gr.update()
                       for name in outputs]
             return result[0] if len(result) == 1 else result

@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Any, Dict, List, Optional
 
+from newspicgen.model_base import base_of_webui
 from style_presets.availability import Availability
 
 from .api import Txt2ImgUnavailable, mount_routes
@@ -123,9 +124,20 @@ def language() -> str:
     return language_of(getattr(shared.opts, "localization", None))
 
 
+def model_base() -> Optional[str]:
+    """The loaded model's family: Forge's UI preset, else the model's own flags. Reads
+    sd_models.model_data, not shared.sd_model: asking A1111 for that would load a model."""
+    try:
+        from modules import sd_models, shared
+        return base_of_webui(getattr(shared.opts, "forge_preset", None),
+                             getattr(sd_models.model_data, "sd_model", None))
+    except Exception:  # a WebUI of another shape: unknown, and the old default applies
+        return None
+
+
 def hooks() -> WebUIHooks:
     return WebUIHooks(available=available, register_paste=register_paste, warn=warn, language=language,
-                      samplers=samplers, schedulers=schedulers, in_webui=True,
+                      samplers=samplers, schedulers=schedulers, model_base=model_base, in_webui=True,
                       preset_dropdowns=list(PRESET_DROPDOWNS), server=panel_control())
 
 
@@ -170,7 +182,7 @@ def _auth_dependencies(app: Any) -> Optional[list]:
 
 
 def on_app_started(demo: Any, app: Any) -> None:
-    mount_routes(app, get_config, txt2img=webui_txt2img(app), available=available,
+    mount_routes(app, get_config, txt2img=webui_txt2img(app), available=available, model_base=model_base,
                  dependencies=_auth_dependencies(app))
     mount_server_routes(app, server_control, dependencies=_auth_dependencies(app))
     start_with_webui()

@@ -31,6 +31,10 @@ def _none_listed() -> List[str]:
     return []
 
 
+def _unknown_base() -> Optional[str]:
+    return None
+
+
 def _english() -> str:
     return "en"
 
@@ -59,6 +63,9 @@ class WebUIHooks:
                   schedule type labels), for the preset editor's pickers. Outside: [].
     language():   "zh" or "en", from the WebUI's opts.localization, for messages
                   built at run time (extension.messages). Outside: "en".
+    model_base(): the loaded model's family ("sd15", "sdxl", "flux"; see
+                  newspicgen.model_base), or None when unknown; per-type default
+                  presets are picked for it. Outside: None.
     in_webui:     True when the hooks are backed by a running WebUI.
     preset_dropdowns: preset dropdowns outside the tab (the always-on script's, with
                   "" = the type's default) that the tab refreshes with its own on
@@ -73,6 +80,7 @@ class WebUIHooks:
     samplers: Callable[[], List[str]] = field(default=_none_listed)
     schedulers: Callable[[], List[str]] = field(default=_none_listed)
     language: Callable[[], str] = field(default=_english)
+    model_base: Callable[[], Optional[str]] = field(default=_unknown_base)
     in_webui: bool = False
     preset_dropdowns: List[Any] = field(default_factory=list)
     server: Any = None  # the prompt server panel's actions (server_control.ServerControl); None outside the WebUI

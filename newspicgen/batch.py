@@ -48,7 +48,15 @@ from newspicgen.pipeline import Pipeline
 from newspicgen.relevance import ScorerUnavailable, relevance_scorer
 from newspicgen.webui_client import WebUIClient, WebUIError, safe_stem, save_picture
 from prompt_server.client import PromptClient
-from prompt_server.defaults import DEFAULT_SERVER_URL, DEFAULT_TIMEOUT_S, ENV_API_KEY, ENV_SERVER_URL, MODES
+from prompt_server.defaults import (
+    DEFAULT_MODE,
+    DEFAULT_SERVER_URL,
+    DEFAULT_TIMEOUT_S,
+    ENV_API_KEY,
+    ENV_SERVER_URL,
+    MODE_HELP,
+    MODES,
+)
 from prompt_server.errors import (
     AuthenticationError,
     PromptServerError,
@@ -58,6 +66,7 @@ from prompt_server.errors import (
 )
 from prompt_server.instruction import EmptyNewsError
 from style_presets.availability import Availability
+from style_presets.bases import BASE_CODES, DEFAULT_BASE, label
 from style_presets.store import PresetNotFound, PresetStore
 
 HELP = ("turn a JSONL/CSV file of articles into prompts (and pictures with --webui); "
@@ -77,14 +86,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"prompt server base URL (default: ${ENV_SERVER_URL} or {DEFAULT_SERVER_URL})")
     parser.add_argument("--api-key", default=None, metavar="KEY",
                         help=f"API key of the prompt server (default: ${ENV_API_KEY})")
-    parser.add_argument("--mode", choices=MODES, default=MODES[0],
-                        help="constraint sent to the server: regex (SGLang, embedded engine) or "
-                             "json_schema (vLLM, llama.cpp, Ollama, LM Studio)")
+    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help=MODE_HELP)
     parser.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
                         help="prompt requests in flight at once (default 4)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--preset", metavar="NAME", help="one style preset for every article")
     group.add_argument("--family", metavar="F", help="per-type default presets from this family")
+    parser.add_argument("--base", choices=BASE_CODES, default=None,
+                        help="the model family the pictures are for (per-type presets made for it are picked); "
+                             "default: what the --webui has loaded, else sdxl")
     parser.add_argument("--preset-dir", metavar="DIR", default=None,
                         help="user preset folder (default: $NEWSPICGEN_PRESET_DIR or the per-user config dir)")
     parser.add_argument("--seed", type=int, default=None,
@@ -175,6 +185,7 @@ class Batch:
     best_of: int = 1               # >1: N samples, the most relevant kept (Pipeline.best_of)
     webui: Optional[WebUIClient] = None
     available: Optional[Availability] = None  # the WebUI's LoRAs and embeddings (with --webui)
+    base: Optional[str] = None     # the model family presets are picked for (--base, else the WebUI's)
     skipped: int = 0
     bad_rows: List[BadRow] = field(default_factory=list)
     prior_attempts: Dict[str, int] = field(default_factory=dict)
@@ -211,7 +222,7 @@ class Batch:
         try:  # from here on a refusal must let go of the folder
             batch = cls(articles=articles, out=out, pipeline=pipeline, retry=retry, lock=lock,
                         preset=args.preset, concurrency=args.concurrency, seed=args.seed, webui=webui,
-                        bad_rows=bad_rows, best_of=args.best_of)
+                        bad_rows=bad_rows, best_of=args.best_of, base=args.base)
             batch._record_bad_rows(args.input)
             batch._load_state()
             if batch.todo:  # everything done already needs no server
@@ -219,6 +230,8 @@ class Batch:
                     _probe(webui.check, _transient, retry)
                     # once per run: compose drops what the WebUI lacks, splits embedding names in model text
                     batch.available = webui.availability()
+                    if batch.base is None:
+                        batch.base = _webui_base(webui)
                 _probe(lambda: _health(client), _transient, retry)
         except OSError as exc:
             lock.release()
@@ -429,7 +442,7 @@ class Batch:
             return Failed(article, "prompt", exc)
         latency_ms = (time.perf_counter() - started) * 1000.0
         try:  # a broken preset fails this article, not the run
-            composed = self.pipeline.compose(picture_prompt, self.preset, available=self.available)
+            composed = self.pipeline.compose(picture_prompt, self.preset, available=self.available, base=self.base)
         except Exception as exc:
             return Failed(article, "compose", exc)
         record = {"id": article.id, "picture_prompt": picture_prompt.to_dict(), "preset": composed.preset,
@@ -532,6 +545,18 @@ def _read_input(source: str) -> Tuple[List[Article], List[BadRow]]:
     for row in bad_rows:
         print(f"batch: skipped {source}:{row}", file=sys.stderr)
     return articles, bad_rows
+
+
+def _webui_base(webui: WebUIClient) -> Optional[str]:
+    """The loaded checkpoint's family, said once on stderr (and how to set it when unknown)."""
+    base, how = webui.model_base()
+    if base is None:
+        print(f"batch: the WebUI's model family is unknown ({how}); presets made for "
+              f"{label(DEFAULT_BASE)} are picked: pass --base {'/'.join(BASE_CODES)} to choose", file=sys.stderr)
+    else:
+        print(f"batch: the WebUI has a {label(base)} model loaded (from {how}); presets made for it are picked",
+              file=sys.stderr)
+    return base
 
 
 def _preset_store(args: argparse.Namespace) -> PresetStore:

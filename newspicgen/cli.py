@@ -16,6 +16,9 @@ SUBCOMMANDS = {
     "prompt": "newspicgen.prompt_command",
     "batch": "newspicgen.batch",
     "eval": "newspicgen.eval_command",
+    "comic": "newspicgen.comic_command",
+    "ad": "newspicgen.ad_command",
+    "gguf": "prompt_server.gguf_export",
 }
 
 

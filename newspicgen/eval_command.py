@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from prompt_server.defaults import DEFAULT_MODE, MODE_HELP, MODES
+
 HELP = ("measure prompt quality on a file of articles: valid output, type accuracy, relevance "
         "to the article, latency (report.json, report.md, plots)")
 
@@ -31,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT",
                         help="JSONL or CSV with title, content, optional id, type (expected picture type) "
                              "and reference (English reference prompt)")
+    parser.add_argument("--task", choices=("news", "comic", "ad"), default="news",
+                        help="what to score: news pictures (default), comic strips (INPUT: stories) or "
+                             "ads (INPUT: JSONL of product, facts); see newspicgen/task_eval.py")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="report folder: report.json, report.md, items.jsonl, *.png")
     source = parser.add_mutually_exclusive_group()
@@ -44,9 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a second prompt server (http://...) or prompts file: both side by side")
     parser.add_argument("--api-key", default=None, metavar="KEY",
                         help="API key of the prompt server(s) (default: $NEWSPICGEN_API_KEY)")
-    parser.add_argument("--mode", choices=("regex", "json_schema"), default="regex",
-                        help="constraint sent to the server: regex (SGLang, embedded engine) or "
-                             "json_schema (vLLM, llama.cpp, Ollama, LM Studio)")
+    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help=MODE_HELP)
     parser.add_argument("--seed", type=int, default=0,
                         help="sampling seed for every article (default 0, so reruns are comparable)")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
@@ -75,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "task", "news") != "news":
+        from newspicgen.task_eval import run_task_eval
+        return run_task_eval(args)
     from newspicgen.eval_report import check_matplotlib, write_report
     from newspicgen.evaluate import compare, evaluate
     from newspicgen.relevance import reference_scorer, relevance_scorer

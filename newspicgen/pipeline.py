@@ -45,21 +45,24 @@ class Pipeline:
         scorer = relevance_scorer()  # first: a missing extra fails before any sampling
         return rank_by_relevance(news, self.candidates(news, n, seed=seed), scorer)
 
-    def preset_for(self, picture_type: str, preset: Optional[str] = None) -> StylePreset:
-        """The named preset, or (None / "") the default for the type within the family."""
-        return self.store.resolve(preset or None, picture_type, self.family)
+    def preset_for(self, picture_type: str, preset: Optional[str] = None, base: Optional[str] = None) -> StylePreset:
+        """The named preset, or (None / "") the default for the type within the family,
+        made for `base` (the loaded model's family, style_presets.bases) where there is one."""
+        return self.store.resolve(preset or None, picture_type, self.family, base)
 
     def compose(self, picture_prompt: PicturePrompt, preset: Optional[str] = None,
                 overrides: Optional[Mapping[str, Any]] = None,
-                available: Optional[Availability] = None) -> ComposedRequest:
-        return compose(picture_prompt, self.preset_for(picture_prompt.type, preset), overrides,
-                       available=available)
+                available: Optional[Availability] = None, base: Optional[str] = None) -> ComposedRequest:
+        """`base`: the loaded model's family, or None when unknown; a preset picked by name
+        that was made for another one is kept and named in the warnings."""
+        return compose(picture_prompt, self.preset_for(picture_prompt.type, preset, base), overrides,
+                       available=available, base=base)
 
     def run(self, news: NewsLike, *, preset: Optional[str] = None, seed: Optional[int] = None,
             overrides: Optional[Mapping[str, Any]] = None,
-            available: Optional[Availability] = None) -> ComposedRequest:
+            available: Optional[Availability] = None, base: Optional[str] = None) -> ComposedRequest:
         """Both halves. Raises EmptyNewsError, a PromptServerError, PresetNotFound or
         OverrideError, each with a message that names the fix."""
         if preset:
             self.store.get(preset)  # an unknown name fails now, not after the slow model call
-        return self.compose(self.picture_prompt(news, seed=seed), preset, overrides, available)
+        return self.compose(self.picture_prompt(news, seed=seed), preset, overrides, available, base)

@@ -21,6 +21,7 @@ from prompt_server.defaults import (
     ENV_API_KEY,
     ENV_DEBUG,
     ENV_SERVER_URL,
+    MODE_HELP,
     MODES,
     default_server_url,
 )
@@ -46,9 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", metavar="URL",
                         help=f"prompt server URL (default: ${ENV_SERVER_URL}, else {DEFAULT_SERVER_URL})")
     parser.add_argument("--api-key", help=f"API key the server expects (default: ${ENV_API_KEY})")
-    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE,
-                        help="output constraint: regex for SGLang and our engine (default), "
-                             "json_schema for vLLM, llama.cpp, Ollama, LM Studio")
+    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help=MODE_HELP)
     parser.add_argument("--seed", type=int, help="sampling seed, for repeatable output")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
                         help=f"sampling temperature (default {DEFAULT_TEMPERATURE})")

@@ -19,8 +19,8 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 from prompt_server.instruction import EmptyNewsError, News
 
-INSTALL_HINT = ("pip install 'newspicgen-sdwebui[eval]' (in this checkout: `make setup`, "
-                "or `.venv/bin/pip install -e '.[eval]'`)")
+INSTALL_HINT = ("pip install 'newspicgen-sdwebui[eval]' (in this checkout: make setup, "
+                "or .venv/bin/pip install -e '.[eval]')")
 
 # Caps the e5 scorer's CPU threads. On a busy machine (a CPU prompt server beside it,
 # parallel test runs) OpenMP threads spin against each other: one thread was 10x

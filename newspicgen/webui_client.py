@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import requests
 
+from newspicgen.model_base import base_from_api
 from prompt_server.client import error_text
 from prompt_server.errors import one_line, redact_url
 from prompt_server.files import atomic_write
@@ -86,6 +87,14 @@ class WebUIClient:
             return Availability.from_webui(loras, embeddings)
         except ValueError as exc:
             raise WebUIError(f"WebUI at {self.base_url} answered an unexpected list: {exc}") from None
+
+    def model_base(self) -> Tuple[Optional[str], str]:
+        """(sd15 / sdxl / flux or None, how it was found) for the WebUI's loaded checkpoint:
+        GET /sdapi/v1/options and /sdapi/v1/sd-models (see newspicgen.model_base)."""
+        options, models = self._get_json("/sdapi/v1/options"), self._get_json("/sdapi/v1/sd-models")
+        if not isinstance(options, dict) or not isinstance(models, list):
+            return None, "the WebUI's options or model list have an unexpected shape"
+        return base_from_api(options, models)
 
     def _get_json(self, path: str) -> Any:
         response = self._call("GET", path, LIST_TIMEOUT_S)

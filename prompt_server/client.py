@@ -1,7 +1,8 @@
 """HTTP client for any server speaking SGLang's OpenAI-compatible protocol.
 
-Mode "regex" sends SGLang's top-level `regex` (SGLang and our embedded engine);
-mode "json_schema" sends `response_format` (vLLM, llama.cpp, Ollama, LM Studio).
+Mode "auto" (the default) asks the server what it is once (`server_kind`) and
+sends the constraint field that server enforces; the other modes pin one (see
+`constraint_fields`).
 Every answer is validated against `PicturePrompt`, whatever the server claims
 to have enforced, and every failure is a typed error that says what to do.
 Every request is bounded: one wall-clock deadline, a cap on the body's size,
@@ -25,6 +26,7 @@ from urllib.parse import unquote, urlparse
 import requests
 import urllib3
 
+from prompt_server import server_kind
 from prompt_server.compat import ValidationError, first_error
 from prompt_server.defaults import (
     DEFAULT_MAX_TOKENS,
@@ -52,8 +54,9 @@ from prompt_server.errors import (
     one_line,
     redact_url,
 )
-from prompt_server.instruction import DEFAULT_MAX_CONTENT_CHARS, Instruction, News, build_instruction
-from prompt_server.schema import PicturePrompt, output_json_schema, output_regex
+from prompt_server.instruction import DEFAULT_MAX_CONTENT_CHARS, Instruction, News
+from prompt_server.schema import JSON_CHAR, PicturePrompt, output_regex
+from prompt_server.task import NEWS, Task
 
 _RETRY_STATUS = (500, 502, 503, 504)
 _READ_CHUNK = 64 * 1024
@@ -67,6 +70,8 @@ class ServerInfo:
     ok: bool
     model: Optional[str] = None
     engine: Optional[str] = None  # "sglang", "newspicgen-local", or whatever owned_by says
+    kind: Optional[str] = None    # what server_kind.identify() found: "vllm", "ollama", ...
+    mode: Optional[str] = None    # the constraint mode requests to it carry
     latency_ms: float = 0.0
     error: Optional[PromptServerError] = None  # what is wrong (with its fix), when not ok
 
@@ -77,12 +82,34 @@ def _regex() -> str:
 
 
 def constraint_fields(mode: str, regex: str, schema: Dict[str, Any], name: str) -> Dict[str, Any]:
-    """The request fields that make a server enforce the output shape: SGLang's
-    top-level `regex`, or OpenAI's `response_format` with the JSON schema."""
+    """The request fields that make a server enforce the output shape, per (resolved) mode:
+    regex: SGLang's top-level `regex` (SGLang, our engine); vllm_regex: vLLM's
+    `structured_outputs` (vLLM ignores `regex`); json_schema: OpenAI's `response_format`
+    (llama.cpp's server, Ollama, LM Studio); json_object: llama-cpp-python's form (its
+    server answers OpenAI's json_schema type with HTTP 500)."""
     if mode == "regex":
         return {"regex": regex}
-    return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema,
-                                                                        "strict": True}}}
+    if mode == "vllm_regex":
+        return {"structured_outputs": {"regex": regex}}
+    if mode == "json_object":
+        return {"response_format": {"type": "json_object", "schema": _with_json_char_patterns(schema)}}
+    if mode == "json_schema":
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema,
+                                                                            "strict": True}}}
+    raise ValueError(f"no constraint fields for mode {mode!r}; resolve 'auto' first (PromptClient.constraint_mode)")
+
+
+def _with_json_char_patterns(schema: Dict[str, Any]) -> Dict[str, Any]:
+    """`schema` with a pattern on each bounded string property: llama-cpp-python's schema
+    converter lets raw control characters (a newline) into strings, which no JSON parser takes;
+    a pattern is written into its grammar as is, one JSON string character at a time."""
+    properties = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        if isinstance(prop, dict) and prop.get("type") == "string" and "maxLength" in prop \
+                and "pattern" not in prop and "enum" not in prop:
+            prop = dict(prop, pattern=f"^{JSON_CHAR}{{{prop.get('minLength', 0)},{prop['maxLength']}}}$")
+        properties[name] = prop
+    return dict(schema, properties=properties) if properties else schema
 
 
 def _normalize_url(url: str) -> str:
@@ -202,6 +229,8 @@ class PromptClient:
         # `retry` lets a caller share its policy (the batch's cancels on Ctrl-C)
         self.retry = retry or RetryPolicy(retries=max(0, int(retries)), backoff=float(backoff))
         self.mode = mode
+        self._identity: Optional[server_kind.ServerIdentity] = None  # auto mode: asked once, then kept
+        self._identity_lock = threading.Lock()
         self.max_tokens = int(max_tokens)
         self.model = model
         self.max_content_chars = int(max_content_chars)
@@ -286,10 +315,12 @@ class PromptClient:
                               status=response.status_code, url=self.base_url) from None
         except requests.exceptions.ConnectTimeout as exc:
             # a host that drops packets is unreachable, not slow
+            self.last_latency_ms = None  # it timed a server that is gone (a restarted one starts afresh)
             raise ServerUnreachable(self.base_url, "connection timed out") from exc
         except requests.exceptions.Timeout as exc:
             raise ServerTimeout(self.base_url, timeout) from exc
         except requests.exceptions.ConnectionError as exc:
+            self.last_latency_ms = None
             raise ServerUnreachable(self.base_url, _connection_reason(exc)) from exc
         except requests.exceptions.RequestException as exc:
             raise ServerError(f"request to {self.base_url}{path} failed: {self._scrub(one_line(exc))}",
@@ -300,11 +331,35 @@ class PromptClient:
                 f"{self._server_text(response)})", status=response.status_code, url=self.base_url)
         return response
 
+    # -- which server, which constraint
+
+    def identity(self, *, refresh: bool = False) -> server_kind.ServerIdentity:
+        """What server_kind.identify() says about this server; kept once it named a server
+        (a server that did not answer is asked again next time)."""
+        with self._identity_lock:
+            if self._identity is None or refresh:
+                found = server_kind.identify(self._url, timeout=min(self.timeout, 10.0), api_key=self.api_key)
+                if found.kind in (server_kind.KIND_NONE, server_kind.KIND_UNKNOWN):
+                    return found
+                self._identity = found
+            return self._identity
+
+    def constraint_mode(self) -> str:
+        """The mode requests carry: the pinned one, or in auto mode the one this server enforces."""
+        return self.identity().mode if self.mode == "auto" else self.mode
+
+    def _forget_identity(self) -> None:
+        """Another server may come up on this URL (SGLang stopped, vLLM started): ask again."""
+        with self._identity_lock:
+            self._identity = None
+
     # -- the API
 
     def request_body(self, instruction: Instruction, *, seed: Optional[int] = None,
-                     temperature: float = DEFAULT_TEMPERATURE) -> Dict[str, Any]:
-        """The /v1/chat/completions body; public so benchmarks and tests can see what is sent."""
+                     temperature: float = DEFAULT_TEMPERATURE, task: Task = NEWS,
+                     task_input: Any = None) -> Dict[str, Any]:
+        """The /v1/chat/completions body; public so benchmarks and tests can see what is sent.
+        The constraint is `task`'s, narrowed for `task_input` (e.g. a comic's panel count)."""
         body: Dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": "user", "content": instruction.text}],
@@ -315,40 +370,54 @@ class PromptClient:
         }
         if seed is not None:
             body["seed"] = int(seed)
-        body.update(constraint_fields(self.mode, _regex(), output_json_schema(), "picture_prompt"))
+        regex = _regex() if task is NEWS else task.regex(task_input)
+        body.update(constraint_fields(self.constraint_mode(), regex, task.json_schema(task_input), task.schema_name))
         return body
 
     def generate(self, news: Union[News, Mapping[str, Any]], *, seed: Optional[int] = None,
                  temperature: float = DEFAULT_TEMPERATURE) -> PicturePrompt:
         """One PicturePrompt for one news. EmptyNewsError before any HTTP call if it is empty."""
-        if not isinstance(news, News):
-            news = News.from_dict(news)
-        instruction = build_instruction(news, max_content_chars=self.max_content_chars)
-        body = self.request_body(instruction, seed=seed, temperature=temperature)
+        result: PicturePrompt = self.generate_task(NEWS, news, seed=seed, temperature=temperature)
+        return result
 
-        def attempt() -> PicturePrompt:
+    def generate_task(self, task: Task, data: Any, *, seed: Optional[int] = None,
+                      temperature: float = DEFAULT_TEMPERATURE, family: Optional[str] = None) -> Any:
+        """`task`'s validated answer for `data` (its input, or a dict of it). Bad input
+        (EmptyNewsError, ValueError) fails before any HTTP call."""
+        task_input = task.parse_input(data)
+        instruction = task.instruction(task_input, family, max_content_chars=self.max_content_chars)
+
+        def attempt() -> Any:
+            # in the attempt: auto mode's identification is retried with it, and a server that
+            # went away is asked again (its successor may be another kind)
+            body = self.request_body(instruction, seed=seed, temperature=temperature, task=task,
+                                     task_input=task_input)
             started = time.perf_counter()
-            response = self._request("POST", "/v1/chat/completions", json=body)
+            try:
+                response = self._request("POST", "/v1/chat/completions", json=body)
+            except ServerUnreachable:
+                self._forget_identity()
+                raise
             self.last_latency_ms = (time.perf_counter() - started) * 1000.0
-            return self._parse(response)
+            return self._parse(response, task)
 
         return self.retry.call(attempt)
 
-    def _parse(self, response: requests.Response) -> PicturePrompt:
+    def _parse(self, response: requests.Response, task: Task = NEWS) -> Any:
         status = response.status_code
         if status in (401, 403):
             raise AuthenticationError(self.base_url, status, bool(self.api_key))
         if status in (400, 422):
             message = self._scrub(error_text(response))
             if re.search(r"regex|grammar|schema|json|response_format|constrain", message, re.IGNORECASE):
-                raise GrammarRejected(message, self.mode, self.base_url)
+                raise GrammarRejected(message, self.constraint_mode(), self.base_url)
             raise ServerError(f"the prompt server rejected the request (HTTP {status}: {one_line(message, 200)})",
                               "check the server URL and that it speaks the OpenAI chat API", status=status,
                               url=self.base_url)
         if status == 404:
             raise ServerError(f"{self.base_url} has no /v1/chat/completions (HTTP 404)",
                               "check the server URL: it should point at SGLang or "
-                              "`python -m prompt_server serve`", status=status)
+                              '"python -m prompt_server serve"', status=status)
         if status != 200:
             raise ServerError(f"the prompt server at {self.base_url} answered HTTP {status}: "
                               f"{self._server_text(response)}", status=status)
@@ -362,21 +431,36 @@ class PromptClient:
                 f"the server at {self.base_url} answered 200 but not with a chat completion: "
                 f"{self._scrub(excerpt(response.text, 200))}",
                 "check that the URL points at an OpenAI-compatible server (SGLang, "
-                "`python -m prompt_server serve`, vLLM, ...)", status=status) from None
+                '"python -m prompt_server serve", vLLM, ...)', status=status) from None
         if not isinstance(content, str):
-            raise InvalidOutput(repr(content), "the answer has no text content")
+            raise InvalidOutput(repr(content), "the answer has no text content", self._unconstrained_hint())
         if finish_reason == "length":
             raise IncompleteOutput(self.max_tokens, content)
         if finish_reason == "abort":
             raise ServerError(f"the prompt server aborted the generation: {excerpt(content, 120)}")
         try:
-            return PicturePrompt.from_json(content)
+            return task.parse(content)
         except ValidationError as exc:
-            raise InvalidOutput(content, first_error(exc)) from None
+            raise InvalidOutput(content, first_error(exc), self._unconstrained_hint()) from None
         except ValueError as exc:  # json.JSONDecodeError or "expected a JSON object"
-            raise InvalidOutput(content, str(exc)) from None
+            raise InvalidOutput(content, str(exc), self._unconstrained_hint()) from None
         except RecursionError:  # json.loads on `[[[[...`
-            raise InvalidOutput(content, "JSON nested too deeply") from None
+            raise InvalidOutput(content, "JSON nested too deeply", self._unconstrained_hint()) from None
+
+    def _unconstrained_hint(self) -> str:
+        """What to set when an answer came back unconstrained: the mode this server enforces."""
+        mode = self.constraint_mode()
+        identity = self._identity
+        where = "(--mode, NEWSPICGEN_MODE, or Output constraint in the NewsPicGen settings)"
+        if identity is None or identity.kind in (server_kind.KIND_OPENAI, server_kind.KIND_UNKNOWN):
+            return (f"this server did not enforce mode {mode}; set the mode it enforces {where}: "
+                    "regex (SGLang, newspicgen serve), vllm_regex (vLLM), json_schema (llama.cpp, Ollama, "
+                    "LM Studio) or json_object (llama-cpp-python)")
+        if identity.mode != mode:
+            return (f"this server is {identity.label}, which ignores mode {mode}: set mode {identity.mode} "
+                    f"or auto {where}")
+        return (f"the {identity.label} answered without enforcing its constraint ({mode}); check its log "
+                "(a grammar it could not build is answered unconstrained), or use SGLang or \"newspicgen serve\"")
 
     def generate_many(self, news_list: Iterable[Union[News, Mapping[str, Any]]], *, concurrency: int = 4,
                       seed: Optional[int] = None, temperature: float = DEFAULT_TEMPERATURE
@@ -441,4 +525,9 @@ class PromptClient:
             error = ServerError(f"the prompt server at {self.base_url} is not ready "
                                 f"(/health answered HTTP {health.status_code})",
                                 "it may still be loading the model; wait and retry", url=self.base_url)
-        return ServerInfo(self.base_url, ok, model=model, engine=engine, latency_ms=latency, error=error)
+        kind = mode = None
+        if ok:  # asked afresh: "Check server" is how a user says the server changed
+            identity = self.identity(refresh=True)
+            kind, mode = identity.kind, self.constraint_mode()
+        return ServerInfo(self.base_url, ok, model=model, engine=engine, kind=kind, mode=mode, latency_ms=latency,
+                          error=error)

@@ -11,8 +11,14 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 30000  # SGLang's own default port
 DEFAULT_SERVER_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 
-MODES = ("regex", "json_schema")  # regex: SGLang and our engine; json_schema: vLLM, llama.cpp, Ollama, LM Studio
-DEFAULT_MODE = "regex"
+# How the output shape is enforced: "auto" asks the server what it is (prompt_server.server_kind)
+# and sends its own field; the others pin one: regex (SGLang, our engine), vllm_regex (vLLM's
+# structured_outputs), json_schema (llama.cpp, Ollama, LM Studio), json_object (llama-cpp-python).
+MODES = ("auto", "regex", "vllm_regex", "json_schema", "json_object")
+DEFAULT_MODE = "auto"
+MODE_HELP = ("output constraint: auto (default) asks the server what it is and sends what it enforces; "
+             "or pin one: regex (SGLang, newspicgen serve), vllm_regex (vLLM), json_schema (llama.cpp, "
+             "Ollama, LM Studio), json_object (llama-cpp-python)")
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_TOKENS = 768  # SGLang's native default (128) would cut the JSON: clients always send this
 DEFAULT_TEMPERATURE = 0.7
@@ -42,5 +48,6 @@ def start_command(port: Optional[int] = None) -> str:
 
 def start_hint(port: Optional[int] = None) -> str:
     shown = f" --port {port}" if port and port != DEFAULT_PORT else ""
-    return (f"start it with `{start_command(port)}` in the NewsPicGen folder "
-            f"(`newspicgen serve{shown}` where the package is pip-installed)")
+    # plain text: hints end up in toasts, terminals and JSON, where Markdown shows as typed
+    return (f'start it with "{start_command(port)}" in the NewsPicGen folder '
+            f'("newspicgen serve{shown}" where the package is pip-installed)')

@@ -96,19 +96,19 @@ class AuthenticationError(PromptServerError):
         what = "refused the API key" if has_key else "requires an API key"
         super().__init__(
             f"the prompt server at {url} {what} (HTTP {status})",
-            f"set the server's API key: the {ENV_API_KEY} environment variable, --api-key, "
-            "or the NewsPicGen settings in the WebUI", url)
+            f"set the server's API key: the {ENV_API_KEY} environment variable or --api-key", url)
         self.status = status
         self.has_key = has_key
 
 
 class GrammarRejected(PromptServerError):
     def __init__(self, server_message: str, mode: str, url: Optional[str] = None):
-        hint = ("if this server is not SGLang (vLLM, llama.cpp, Ollama, LM Studio), use mode "
-                "json_schema (--mode json_schema); for SGLang, start it with --grammar-backend llguidance"
+        hint = ("if this server is not SGLang, use mode auto (--mode auto) or pin the one it enforces "
+                "(vllm_regex, json_schema, json_object); "
+                "for SGLang, start it with --grammar-backend llguidance"
                 if mode == "regex" else
-                "the server cannot enforce the JSON schema; use SGLang or "
-                "`python -m prompt_server serve` with mode regex")
+                f"the server cannot enforce it in mode {mode}; use mode auto (--mode auto), SGLang or "
+                '"newspicgen serve" with mode regex')
         super().__init__(f"the server rejected the output constraint: {one_line(server_message)}", hint, url)
         self.server_message = server_message
 
@@ -141,11 +141,11 @@ class IncompleteOutput(OutputError):
 
 
 class InvalidOutput(OutputError):
-    def __init__(self, raw: str, reason: str):
+    def __init__(self, raw: str, reason: str, hint: Optional[str] = None):
         super().__init__(
             f"the model's answer is not a valid NewsPicGen prompt ({one_line(reason, 200)}): {excerpt(raw)}",
-            "the server did not enforce the output constraint; use SGLang or "
-            "`python -m prompt_server serve` (mode regex), or a server that supports "
+            hint or "the server did not enforce the output constraint; use SGLang or "
+            '"python -m prompt_server serve" (mode regex), or a server that supports '
             "response_format json_schema (mode json_schema)")
         self.raw = raw
         self.reason = reason

@@ -25,8 +25,7 @@ INSTRUCTION_TEMPLATE = ("以下是一篇新闻，标题“{title}”。新闻内
 class EmptyNewsError(ValueError):
     """The news has neither title nor content once markup and invisible characters are gone."""
 
-    DEFAULT = ("the news is empty after cleaning (no text left once HTML, control and "
-               "zero-width characters are removed); paste a title or content")
+    DEFAULT = "the news is empty (markup and invisible characters do not count); paste a title or content"
 
     def __init__(self, message: Optional[str] = None):
         super().__init__(message or self.DEFAULT)
@@ -159,8 +158,13 @@ def _cut(content: str, budget: int) -> tuple[str, bool]:
     return window.rstrip(), False
 
 
-def build_instruction(news: News, *, max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS) -> Instruction:
-    """Clean `news`, cut it to the budget and fill NewsPicGen's instruction template."""
+_SLOT = re.compile(r"\{(title|content)\}")
+
+
+def build_instruction(news: News, *, max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
+                      template: str = INSTRUCTION_TEMPLATE) -> Instruction:
+    """Clean `news`, cut it to the budget and fill NewsPicGen's instruction template
+    (or another task's `template`, with the same {title} and {content} slots)."""
     if isinstance(news, Mapping):
         news = News.from_dict(news)
     if int(max_content_chars) < 1:
@@ -186,7 +190,8 @@ def build_instruction(news: News, *, max_content_chars: int = DEFAULT_MAX_CONTEN
     content_cut = len(content) < original
 
     return Instruction(
-        text=INSTRUCTION_TEMPLATE.format(title=title, content=content),
+        # one pass, so text inside the news that looks like a slot stays text
+        text=_SLOT.sub(lambda slot: {"title": title, "content": content}[slot.group(1)], template),
         truncated=content_cut or title_cut,
         original_chars=original,
         kept_chars=len(content),

@@ -1,6 +1,7 @@
 """Which server answers at a URL, asked through that server's own endpoints.
 
-Each engine names itself somewhere only it answers: SGLang `/get_server_info`,
+Each engine names itself somewhere only it answers: SGLang `/server_info`
+(`/get_server_info` before 0.5),
 vLLM `/version`, llama.cpp's server `/props`, llama-cpp-python its OpenAPI
 title, Ollama `/api/version`, LM Studio `/api/v0/models`, and this project's
 engine `owned_by: "newspicgen-local"` in `/v1/models`. The kind decides which
@@ -16,11 +17,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import requests
+import urllib3
 
 from prompt_server.defaults import DEFAULT_HOST, ENV_API_KEY
 from prompt_server.errors import one_line, redact_url
@@ -62,6 +65,8 @@ KIND_LABELS: Dict[str, str] = {
 _OWNED_BY = {"newspicgen-local": KIND_NEWSPICGEN, "sglang": KIND_SGLANG, "vllm": KIND_VLLM,
              "llamacpp": KIND_LLAMACPP, "me": KIND_LLAMA_CPP_PYTHON, "organization_owner": KIND_LMSTUDIO}
 
+_MAX_BODY = 1 << 20
+
 # Each engine's default port, as its docs give it.
 DEFAULT_PROBE_PORTS: Tuple[int, ...] = (30000, 8000, 8080, 11434, 1234)
 
@@ -100,17 +105,20 @@ class _Probe:
         self.refused: List[int] = []  # 401/403 statuses met: the key is missing or wrong
 
     def get(self, path: str) -> Tuple[int, Any]:
+        deadline = time.monotonic() + self.timeout
         try:
             response = self.session.get(self.url + path, timeout=(self.timeout, self.timeout), stream=True)
             try:
-                # identity answers are small; a huge body is not one of them
-                raw = response.raw.read(1 << 20, decode_content=True)
+                raw = self._body(response, deadline)
             finally:
                 response.close()
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                urllib3.exceptions.ReadTimeoutError) as exc:
             raise _Unreachable(_reason(exc)) from exc
-        except (requests.exceptions.RequestException, OSError, ValueError):
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError):
             return 0, None
+        if raw is None:
+            return response.status_code, None
         if response.status_code in (401, 403):
             self.refused.append(response.status_code)
         try:
@@ -118,12 +126,27 @@ class _Probe:
         except (ValueError, UnicodeDecodeError, RecursionError):
             return response.status_code, None
 
+    @staticmethod
+    def _body(response: requests.Response, deadline: float) -> Optional[bytes]:
+        """The body within the deadline (a server trickling bytes must not hold us), None past
+        _MAX_BODY bytes: identity answers are small, a huge body is not one of them."""
+        raw, chunks, size = response.raw, [], 0
+        read = raw.read1 if hasattr(raw, "read1") else raw.read
+        while piece := read(64 * 1024, decode_content=True):
+            size += len(piece)
+            if size > _MAX_BODY:
+                return None
+            if time.monotonic() > deadline:
+                raise requests.exceptions.ReadTimeout("deadline passed while reading the body")
+            chunks.append(piece)
+        return b"".join(chunks)
+
     def close(self) -> None:
         self.session.close()
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, requests.exceptions.Timeout):
+    if isinstance(exc, (requests.exceptions.Timeout, urllib3.exceptions.ReadTimeoutError)):
         return "no answer in time"
     found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
     return found.group(1).strip() if found else type(exc).__name__
@@ -188,7 +211,8 @@ def _lmstudio(status: int, body: Any) -> Optional[str]:
 
 # In the order they are tried when /v1/models does not name the engine.
 _CHECKS: Sequence[Tuple[str, str, Callable[[int, Any], Optional[str]]]] = (
-    (KIND_SGLANG, "/get_server_info", _sglang),
+    (KIND_SGLANG, "/server_info", _sglang),      # SGLang 0.5: /get_server_info is deprecated (a warning a call)
+    (KIND_SGLANG, "/get_server_info", _sglang),  # older SGLang, and SGLang's router
     (KIND_VLLM, "/version", _vllm),
     (KIND_LLAMACPP, "/props", _llamacpp),
     (KIND_OLLAMA, "/api/version", _ollama),

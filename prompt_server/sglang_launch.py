@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from prompt_server.child_processes import (
+    Children,
+    LaunchError,
+    base_url,
+    free_port,
+    restore_signal_handlers,
+    serve_until_stopped,
+    wait_until_healthy,
+    wait_until_serving,
+)
 from prompt_server.defaults import DEFAULT_HOST, SERVED_MODEL_NAME
 
 ENV_SGLANG_PYTHON = "NEWSPICGEN_SGLANG_PYTHON"
@@ -43,10 +47,6 @@ print(json.dumps({"sglang": version("sglang") if u.find_spec("sglang") else None
                   "cpu_kernel": any(version(n) for n in ("sglang-kernel-cpu", "sgl-kernel-cpu")),
                   "router": u.find_spec("sglang_router") is not None}))
 """
-
-
-class LaunchError(Exception):
-    """A one-line reason the server cannot start, with what to do instead."""
 
 
 @dataclass(frozen=True)
@@ -129,109 +129,15 @@ def router_command(*, python: str, host: str, port: int, worker_urls: Sequence[s
     return command + (["--api-key", api_key] if api_key else [])
 
 
-def base_url(host: str, port: int) -> str:
-    shown = DEFAULT_HOST if host in ("0.0.0.0", "") else host
-    return f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
-
-
-def masked(command: Sequence[str]) -> str:
-    return " ".join("***" if i and command[i - 1] == "--api-key" else part for i, part in enumerate(command))
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_healthy(url: str, processes: Sequence[subprocess.Popen], what: str = "SGLang",
-                       timeout: float = READY_TIMEOUT_S) -> None:
-    """Poll GET /health until it answers 200; LaunchError if a child exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for process in processes:
-            code = process.poll()
-            if code is not None:
-                raise LaunchError(f"{what} exited with code {code} before it was ready; see its log above")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(1.0)
-    raise LaunchError(f"{what} did not answer {url}/health within {timeout:.0f} s")
-
-
-class Children:
-    """The processes we started, each leading its own process group.
-
-    SGLang forks a scheduler and a detokenizer; stopping the group, not just
-    the pid, is what leaves nothing behind. A terminal's Ctrl-C reaches them
-    once, through us (forward()).
-    """
-
-    def __init__(self, secret: Optional[str] = None) -> None:
-        self.processes: List[subprocess.Popen] = []
-        self.stopping = False
-        self.secret = secret
-
-    def start(self, command: List[str], env: Dict[str, str]) -> subprocess.Popen:
-        # SGLang logs its whole ServerArgs, API key included: with a key, its output
-        # passes through us and the key is masked on the way
-        relay = bool(self.secret)
-        process = subprocess.Popen(command, env=env, start_new_session=True,
-                                   stdout=subprocess.PIPE if relay else None,
-                                   stderr=subprocess.STDOUT if relay else None,
-                                   text=relay, errors="replace" if relay else None)
-        self.processes.append(process)
-        if relay:
-            threading.Thread(target=self._relay, args=(process,), daemon=True).start()
-        print(f"started (pid {process.pid}): {masked(command)}", file=sys.stderr, flush=True)
-        return process
-
-    def _relay(self, process: subprocess.Popen) -> None:
-        assert process.stdout is not None and self.secret
-        for line in process.stdout:
-            sys.stderr.write(line.replace(self.secret, "***"))
-            sys.stderr.flush()
-
-    def forward(self, signum: int, frame: object) -> None:
-        self.stopping = True
-        for process in self.processes:
-            _signal_group(process, signum)
-
-    def stop_all(self, timeout: float = 30.0) -> int:
-        for process in reversed(self.processes):  # the router first, then the workers
-            _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for process in self.processes:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for process in self.processes:  # the group too: SGLang's own children may outlive their parent
-            _signal_group(process, signal.SIGKILL)
-            process.wait()
-        return max((abs(p.returncode or 0) for p in self.processes), default=0)
-
-
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    try:
-        os.killpg(process.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def run(*, install: SGLangInstall, model: str, source: str, host: str, port: int, device: str,
         context_length: int, mem_fraction: float, served_model_name: str, api_key: Optional[str],
         workers: int = 1, extra: Sequence[str] = ()) -> int:
-    """Start SGLang (N workers + router when workers > 1), wait until ready, serve until stopped."""
+    """Start SGLang (N workers + router when workers > 1), wait until it serves, serve until stopped."""
     if workers > 1 and not install.router:
         raise LaunchError(f"--workers {workers} needs SGLang's router in {install.python}: "
                           "pip install sglang-router there, or use --workers 1")
     children = Children(secret=api_key)
-    previous = {sig: signal.signal(sig, children.forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = children.install_signal_handlers()
     env = sglang_environment(source, device)
     try:
         # behind the router, workers listen on loopback only and the router checks the key
@@ -247,12 +153,15 @@ def run(*, install: SGLangInstall, model: str, source: str, host: str, port: int
                       flush=True)
         worker_urls = [base_url(worker_host, p) for p in worker_ports]
         for url in worker_urls:
-            wait_until_healthy(url, children.processes)
+            wait_until_healthy(url, children.processes, timeout=READY_TIMEOUT_S, stop=lambda: children.stopping)
         router = None
         if workers > 1:
             router = children.start(router_command(python=install.python, host=host, port=port,
                                                    worker_urls=worker_urls, api_key=api_key), env)
-            wait_until_healthy(base_url(host, port), children.processes, what="SGLang's router", timeout=120)
+            # the router's /health answers before it has registered a worker (/v1/models is then
+            # 503 no_available_workers): ready once it lists every worker and serves the model
+            wait_until_serving(base_url(host, port), children.processes, "SGLang's router", api_key=api_key,
+                               stop=lambda: children.stopping, expect_in_workers=worker_urls)
         if device == "cpu":
             print("note: SGLang's CPU engine ignores per-request seeds (its deterministic mode needs a GPU "
                   "attention backend); use --engine local where the same seed must give the same prompt",
@@ -262,15 +171,12 @@ def run(*, install: SGLangInstall, model: str, source: str, host: str, port: int
               + f") ready at {base_url(host, port)}", flush=True)
         workers_alive = children.processes[:workers]
         # behind the router a dead worker only costs retries: serve while the router and one worker live
-        while not children.stopping and (router is None or router.poll() is None) \
-                and any(p.poll() is None for p in workers_alive):
-            time.sleep(0.5)
-        return 0 if children.stopping else 1
+        return serve_until_stopped(children, lambda: (router is None or router.poll() is None)
+                                   and any(p.poll() is None for p in workers_alive))
     except LaunchError:
         if children.stopping:  # Ctrl-C while it was starting: not an error
             return 0
         raise
     finally:
         children.stop_all()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_signal_handlers(previous)

@@ -14,8 +14,10 @@ import pydantic
 
 from prompt_server.schema import PicturePrompt
 from style_presets.availability import Availability, missing
+from style_presets.bases import BASE_CODES
 from style_presets.compose import compose
 from style_presets.interop import export_a1111_csv, import_a1111_csv, import_fooocus
+from style_presets.preset import StylePreset
 from style_presets.store import PresetStore, default_user_dir
 
 
@@ -34,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("list", help="list presets (name, family, types, origin)")
+    p = sub.add_parser("list", help="list presets (name, family, base, types, origin)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=cmd_list)
 
@@ -69,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", help="family of the imported presets (default: a1111-styles / fooocus)")
     p.add_argument("--embeddings", help="the WebUI's /sdapi/v1/embeddings JSON: names found in the "
                                         "text become embedding references")
+    p.add_argument("--base", choices=BASE_CODES, help="the model family the styles are for (default: sdxl for "
+                                                      "Fooocus, which runs SDXL only; unset for a styles.csv)")
     p.add_argument("--overwrite", action="store_true", help="replace presets of the same name")
     p.add_argument("--replace-builtins", action="store_true",
                    help="let imported styles named like built-in presets replace them")
@@ -94,18 +98,26 @@ def _print_json(data: Any) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     store = _store(args)
-    rows: List[Dict[str, Any]] = [{"name": p.name, "family": p.family, "types": p.types,
-             "builtin": store.is_builtin(p.name), "description": p.description} for p in store.list()]
+    rows: List[Dict[str, Any]] = [{"name": p.name, "family": p.family, "base": p.base, "types": p.types,
+             "builtin": store.is_builtin(p.name), "needs": _needs(p), "description": p.description}
+            for p in store.list()]
     if args.json:
         _print_json(rows)
     else:
         width = max((len(r["name"]) for r in rows), default=4)
         for r in rows:
             origin = "built-in" if r["builtin"] else "user"
-            print(f"{r['name']:<{width}}  {r['family']:<18} types {','.join(r['types']):<15} {origin}")
+            needs = f"  needs {', '.join(r['needs'])}" if r["needs"] else ""
+            print(f"{r['name']:<{width}}  {r['family']:<18} {r['base'] or 'any':<5} "
+                  f"types {','.join(r['types']):<15} {origin}{needs}")
     for error in store.errors:
         print(f"warning: {error}", file=sys.stderr)
     return 0
+
+
+def _needs(preset: StylePreset) -> List[str]:
+    """The LoRAs and embeddings a preset names (a fresh WebUI has none of them)."""
+    return [*(ref.name for ref in preset.loras), *preset.embeddings, *preset.negative_embeddings]
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -204,6 +216,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     kwargs: Dict[str, Any] = {"known_embeddings": known}
     if args.family:
         kwargs["family"] = args.family
+    if args.base:
+        kwargs["base"] = args.base
     presets = reader(args.file, **kwargs)
     target = PresetStore(args.into)
     names = [p.name for p in presets]

@@ -12,6 +12,7 @@ import pydantic
 from prompt_server.compat import describe_validation_error, field_names
 from prompt_server.schema import PicturePrompt
 from style_presets.availability import Availability, missing
+from style_presets.bases import label, mismatch, parse_base, takes_negative
 from style_presets.preset import Settings, StylePreset, format_number
 from style_presets.sanitize import neutralize
 
@@ -69,15 +70,22 @@ class ComposedRequest:
 
 def compose(picture_prompt: Union[PicturePrompt, Mapping[str, Any]], preset: StylePreset,
             overrides: Optional[Mapping[str, Any]] = None, *,
-            available: Optional[Availability] = None) -> ComposedRequest:
+            available: Optional[Availability] = None, base: Optional[str] = None) -> ComposedRequest:
     """Fill the preset's template with the neutralized model text.
 
     Only the preset contributes LoRA tags and embeddings. With `available`, the
-    ones the WebUI lacks are left out and each is named in `warnings`.
+    ones the WebUI lacks are left out and each is named in `warnings`. `base` is
+    the loaded model's family (style_presets.bases; None: unknown): a preset made
+    for another one is used as asked and named in `warnings`. For a model family
+    that takes no negative prompt (Flux: the loaded one, else the preset's), none is sent.
     """
     if not isinstance(picture_prompt, PicturePrompt):
         picture_prompt = PicturePrompt.from_dict(picture_prompt)
     warnings: List[str] = []
+    base = parse_base(base)
+    wrong_base = mismatch(preset.name, preset.base, base)
+    if wrong_base:
+        warnings.append(wrong_base)
     if not preset.serves(picture_prompt.type):
         warnings.append(f"preset {preset.name!r} is meant for types {', '.join(preset.types)}, "
                         f"not {picture_prompt.type} ({picture_prompt.picture_type.en}); used anyway")
@@ -106,6 +114,10 @@ def compose(picture_prompt: Union[PicturePrompt, Mapping[str, Any]], preset: Sty
     positive = join_parts([fill_template(preset.prompt, values),
                            *embeddings, *(ref.tag() for ref in loras)])
     negative = join_parts([*negative_embeddings, preset.negative_prompt])
+    target = base or preset.base
+    if negative and not takes_negative(target):
+        warnings.append(f"no negative prompt is sent: {label(target)} ignores it (the preset's is left out)")
+        negative = ""
 
     settings = apply_overrides(preset.settings, overrides)
     request = ComposedRequest(prompt=positive, negative_prompt=negative, settings=settings, infotext="",
@@ -226,6 +238,9 @@ def create_infotext(prompt: str, negative_prompt: str, settings: Mapping[str, An
         "Sampler": settings.get("sampler_name"),
         "Schedule type": settings.get("scheduler"),
         "CFG scale": format_number(settings["cfg_scale"]) if settings.get("cfg_scale") is not None else None,
+        # Forge's name (its PasteField); A1111 has no such field and skips it when pasting
+        "Distilled CFG Scale": (format_number(settings["distilled_cfg_scale"])
+                                if settings.get("distilled_cfg_scale") is not None else None),
         "Seed": seed if seed is not None and seed >= 0 else None,  # -1: picked at generation time
         "Size": f"{width}x{height}" if width and height else None,
         **extra,

@@ -12,7 +12,7 @@ import csv
 import io
 import re
 from pathlib import Path
-from typing import Any, Iterable, List, Set, Tuple, Union
+from typing import Any, Iterable, List, Optional, Set, Tuple, Union
 
 import pydantic
 
@@ -59,8 +59,9 @@ def _write_rows(handle: Any, rows: List[dict]) -> None:
 
 # -- import ------------------------------------------------------------------------
 def import_a1111_csv(path: Union[str, Path], *, family: str = "a1111-styles",
-                     known_embeddings: Iterable[str] = ()) -> List[StylePreset]:
-    """One preset per styles.csv row (rows whose name starts with # are dividers, skipped)."""
+                     known_embeddings: Iterable[str] = (), base: Optional[str] = None) -> List[StylePreset]:
+    """One preset per styles.csv row (rows whose name starts with # are dividers, skipped).
+    A styles.csv does not say which model its styles are for: `base` when the caller knows."""
     reader = csv.DictReader(io.StringIO(_read(path), newline=""), skipinitialspace=True)
     try:
         fields = reader.fieldnames or []
@@ -80,13 +81,14 @@ def import_a1111_csv(path: Union[str, Path], *, family: str = "a1111-styles",
             continue
         prompt = row.get("prompt") if row.get("prompt") is not None else row.get("text", "")
         presets.append(_preset_from_style(name, prompt or "", row.get("negative_prompt") or "",
-                                          family, known, f"{path}: row {number}"))
+                                          family, known, f"{path}: row {number}", base))
     return presets
 
 
 def import_fooocus(path: Union[str, Path], *, family: str = "fooocus",
-                   known_embeddings: Iterable[str] = ()) -> List[StylePreset]:
-    """Fooocus sdxl_styles JSON: [{"name", "prompt", "negative_prompt"}, ...]."""
+                   known_embeddings: Iterable[str] = (), base: Optional[str] = "sdxl") -> List[StylePreset]:
+    """Fooocus sdxl_styles JSON: [{"name", "prompt", "negative_prompt"}, ...]; Fooocus runs SDXL only,
+    so its styles are made for SDXL."""
     try:
         data = parse_json(_read(path))
     except ReadError as exc:
@@ -98,7 +100,7 @@ def import_fooocus(path: Union[str, Path], *, family: str = "fooocus",
     presets = []
     for index, item in enumerate(data):
         name, prompt, negative = _fooocus_texts(item, f"{path}: item {index}")
-        presets.append(_preset_from_style(name, prompt, negative, family, known, f"{path}: item {index}"))
+        presets.append(_preset_from_style(name, prompt, negative, family, known, f"{path}: item {index}", base))
     return presets
 
 
@@ -131,7 +133,7 @@ def preset_name(style_name: str) -> str:
 
 
 def _preset_from_style(name: str, prompt: str, negative: str, family: str,
-                       known_embeddings: Set[str], where: str) -> StylePreset:
+                       known_embeddings: Set[str], where: str, base: Optional[str] = None) -> StylePreset:
     try:
         loras = [_lora_ref(m) for m in EXTRA_NETWORK_TAG.finditer(prompt) if m.group(1) in _LORA_KINDS]
     except pydantic.ValidationError as exc:
@@ -142,7 +144,7 @@ def _preset_from_style(name: str, prompt: str, negative: str, family: str,
     negative, negative_embeddings = _split_embeddings(_tidy(negative), known_embeddings)
     if "{prompt}" not in prompt:  # A1111 appends such a style after the user's prompt
         prompt = _join(["{prompt}", prompt])
-    data = {"name": preset_name(name), "family": family, "types": list(ALL_TYPES),
+    data = {"name": preset_name(name), "family": family, "base": base, "types": list(ALL_TYPES),
             "description": f"Imported from {where} ({name!r}).", "prompt": prompt,
             "negative_prompt": negative, "loras": loras,
             "embeddings": embeddings, "negative_embeddings": negative_embeddings}

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from prompt_server.compat import StrictModel, field_check
 from prompt_server.schema import PictureType
+from style_presets.bases import parse_base
 
 # Names become file names (NAME.json) in the user folder: letters of any script,
 # digits, space and a few safe marks; nothing Windows or a shell would trip on.
@@ -42,6 +43,7 @@ class Settings(StrictModel):
     sampler_name: Optional[str] = None
     scheduler: Optional[str] = None
     cfg_scale: Optional[float] = Field(None, ge=1.0, le=30.0)
+    distilled_cfg_scale: Optional[float] = Field(None, ge=0.0, le=30.0)  # Forge, Flux: its "Distilled CFG Scale"
     width: Optional[int] = Field(None, ge=64, le=2048)
     height: Optional[int] = Field(None, ge=64, le=2048)
     seed: Optional[int] = Field(None, ge=-1)
@@ -66,6 +68,7 @@ class Settings(StrictModel):
 class StylePreset(StrictModel):
     name: str
     family: str = "custom"
+    base: Optional[str] = None  # the model family it is made for (style_presets.bases); None: any
     description: str = ""
     types: List[str] = Field(default_factory=lambda: list(ALL_TYPES))
     prompt: str = "{prompt}"
@@ -82,6 +85,10 @@ class StylePreset(StrictModel):
             raise ValueError(f"{value!r} is not a valid name: use 1-80 letters, digits, spaces "
                              "or . + ( ) - _, starting with a letter or digit")
         return value
+
+    @field_check("base")
+    def _base_ok(cls, value: Any) -> Optional[str]:
+        return parse_base(value)
 
     @field_check("types")
     def _types_ok(cls, value: List[Any]) -> List[str]:
@@ -120,6 +127,10 @@ class StylePreset(StrictModel):
                                  "(the file stem, without <, >, :, commas or brackets)")
             out.append(name)
         return out
+
+    def needs_networks(self) -> bool:
+        """True when it names LoRAs or embeddings (a fresh WebUI may lack them)."""
+        return bool(self.loras or self.embeddings or self.negative_embeddings)
 
     def serves(self, picture_type: str) -> bool:
         return PictureType.parse(picture_type).value in self.types

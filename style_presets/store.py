@@ -20,6 +20,8 @@ from prompt_server.compat import describe_validation_error
 from prompt_server.defaults import ENV_PRESET_DIR
 from prompt_server.files import atomic_write
 from prompt_server.schema import PictureType
+from style_presets.bases import DEFAULT_BASE, parse_base
+from style_presets.family_file import is_family_file, read_family
 from style_presets.preset import StylePreset
 from style_presets.reading import MAX_PRESET_BYTES, ReadError, parse_json, read_text
 
@@ -131,11 +133,21 @@ class PresetStore:
                                                    "point the preset folder setting at a directory"))
             return presets
         for path in sorted(folder.glob("*.json")):
-            preset, problems = read_preset(path)
+            if is_family_file(path):
+                found, problems = self._read_family(path)
+            else:
+                preset, problems = read_preset(path)
+                found = [preset] if preset is not None else []
             errors.extend(problems)
-            if preset is not None:
-                presets[preset.name] = preset
+            presets.update((preset.name, preset) for preset in found)
         return presets
+
+    def _read_family(self, path: Path) -> Tuple[List[StylePreset], List[PresetLoadError]]:
+        if path.parent.resolve() != self.builtin_dir.resolve():
+            return [], [PresetLoadError(path, "(file)", "family files are read from the built-in folder only; "
+                                                        "save each preset as NAME.json here instead")]
+        presets, problems = read_family(path)
+        return presets, [PresetLoadError(path, where, why) for where, why in problems]
 
     def _merged(self) -> Dict[str, StylePreset]:
         return {**self._builtin, **self._user}
@@ -172,34 +184,47 @@ class PresetStore:
     def user_path(self, name: str) -> Path:
         return self.user_dir / f"{name}.json"
 
-    def default_for(self, picture_type: str, family: Optional[str] = None) -> StylePreset:
+    def default_for(self, picture_type: str, family: Optional[str] = None,
+                    base: Optional[str] = None) -> StylePreset:
         """The preset used when the caller names none.
 
-        Within the family (the default family when None), the most specific preset
-        serving the type wins: fewest types first, then name.
+        Within the family (the default family when None), among the presets serving
+        the type: made for `base` (the loaded model's family; None: unknown, then
+        DEFAULT_BASE) first, then those made for any model, then the others; among
+        equals, one that needs no LoRA or embedding, then the most specific (fewest
+        types), then the name. A preset of another base is returned only when the
+        family has nothing closer; compose(base=...) says so.
         """
         code = PictureType.parse(picture_type).value
         family = family or self.default_family
+        wanted = parse_base(base) or DEFAULT_BASE
         candidates = [p for p in self.list() if p.family == family and code in p.types]
         if not candidates:
             if family not in self.families():
                 raise PresetNotFound(family, self.families(), "preset family")
             raise PresetNotFound(code, [p.name for p in self.list() if code in p.types],
                                  f"{family} preset for picture type")
-        return min(candidates, key=lambda p: (len(p.types), p.name.lower()))
 
-    def resolve(self, name: Optional[str], picture_type: str, family: Optional[str] = None) -> StylePreset:
-        """A named preset, else the family's default for the type, else the global default."""
+        def rank(p: StylePreset) -> tuple:
+            fit = 0 if p.base == wanted else 1 if p.base is None else 2
+            return fit, p.needs_networks(), len(p.types), p.name.lower()
+
+        return min(candidates, key=rank)
+
+    def resolve(self, name: Optional[str], picture_type: str, family: Optional[str] = None,
+                base: Optional[str] = None) -> StylePreset:
+        """A named preset (whatever its base), else the family's default for the type and
+        base, else the default family's."""
         if name:
             return self.get(name)
         if family and family != self.default_family:
             if family not in self.families():
                 raise PresetNotFound(family, self.families(), "preset family")
             try:
-                return self.default_for(picture_type, family)
+                return self.default_for(picture_type, family, base)
             except PresetNotFound:
                 pass  # the family has nothing for this type: the global default serves it
-        return self.default_for(picture_type)
+        return self.default_for(picture_type, base=base)
 
     # -- writing -------------------------------------------------------------------
     def save(self, preset: Union[StylePreset, dict]) -> Path:

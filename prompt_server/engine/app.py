@@ -2,10 +2,11 @@
 
 GET /health, GET /v1/models, POST /v1/chat/completions (SGLang's top-level
 `regex`, OpenAI's `response_format`, SGLang's `ignore_eos` / `min_tokens`,
-`stream: true` as server-sent events). Parsing, tokenising and grammar
-compilation run in worker threads (bad input -> 400 at once, the event loop
-stays free); decoding runs in the scheduler thread, whose callbacks are
-handed to the event loop.
+`stream: true` as server-sent events), GET /metrics (Prometheus) and
+POST /unload (free the model's memory now; the next request reloads it).
+Parsing, tokenising and grammar compilation run in worker threads (bad
+input -> 400 at once, the event loop stays free); decoding runs in the
+scheduler thread, whose callbacks are handed to the event loop.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from .constraint import GrammarError
 from .generator import GenerationError, GenerationRequest, GenerationResult, Sequence
 from .guards import read_body
+from .metrics import CONTENT_TYPE, EngineMetrics
 from .protocol import ChatCompletionRequest, RequestError, parse_request
 from .scheduler import QueueFull, Scheduler
 
@@ -41,6 +43,7 @@ class EngineService:
         self.api_key = api_key
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
+        self.metrics = EngineMetrics(scheduler)
 
     def models(self) -> Dict[str, Any]:
         loaded = self.generator.loaded
@@ -118,8 +121,18 @@ def create_app(service: EngineService) -> FastAPI:
                                            "MethodNotAllowedError"))
 
     @app.get("/health")
-    async def health():
-        return {"status": "ok"}
+    async def health():  # answers while the model is unloaded too: the server is there
+        return {"status": "ok", "model_loaded": service.generator.loaded.is_loaded}
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.post("/unload")
+    async def unload():
+        """Free the model's memory once the requests in flight are done; the next request reloads it."""
+        await run_in_threadpool(service.scheduler.unload)
+        return {"status": "ok", "model_loaded": service.generator.loaded.is_loaded}
 
     @app.get("/v1/models")
     async def models():
@@ -131,9 +144,13 @@ def create_app(service: EngineService) -> FastAPI:
         if content_type != "application/json":
             raise RequestError(f"Content-Type must be application/json, got {content_type or 'none'!r}",
                                415, "UnsupportedMediaTypeError")
-        body = await read_body(request, limit=service.max_body_bytes, timeout=service.body_timeout)
-        parsed = await run_in_threadpool(parse_request, body)
-        generation = await run_in_threadpool(service.prepare, parsed)
+        try:
+            body = await read_body(request, limit=service.max_body_bytes, timeout=service.body_timeout)
+            parsed = await run_in_threadpool(parse_request, body)
+            generation = await run_in_threadpool(service.prepare, parsed)
+        except RequestError:
+            service.metrics.request_done("rejected")
+            raise
         loop = asyncio.get_running_loop()
         streams = [Stream(loop, i) for i in range(len(generation))]
         try:
@@ -142,6 +159,7 @@ def create_app(service: EngineService) -> FastAPI:
                                                       on_finish=stream.on_finish)
         except (QueueFull, GenerationError) as exc:
             _cancel(streams)
+            service.metrics.request_done("rejected")
             raise RequestError(str(exc), 503, "ServiceUnavailableError") from None
         model = parsed.model or service.served_model_name
         if parsed.stream:
@@ -150,6 +168,21 @@ def create_app(service: EngineService) -> FastAPI:
         return await _complete(service, request, streams, model)
 
     return app
+
+
+def _record(service: EngineService, streams: List[Stream]) -> None:
+    """One outcome per request (error, else the first choice's finish reason) and each choice's TTFT."""
+    seqs = [s.seq for s in streams if s.seq is not None]
+    for seq in seqs:
+        service.metrics.sequence_done(seq)
+    if any(seq.error is not None for seq in seqs):
+        status = "error"
+    elif seqs and all(seq.result is not None for seq in seqs):
+        status = next((seq.result.finish_reason for seq in seqs
+                       if seq.result is not None and seq.result.finish_reason != "stop"), "stop")
+    else:
+        status = "abort"
+    service.metrics.request_done(status)
 
 
 def _cancel(streams: List[Stream]) -> None:
@@ -182,7 +215,9 @@ async def _complete(service: EngineService, request: Request, streams: List[Stre
         _cancel(streams)
         with contextlib.suppress(asyncio.CancelledError):
             await done  # retrieved, so asyncio logs nothing
+        service.metrics.request_done("abort")
         return Response(status_code=499)
+    _record(service, streams)
     results: List[GenerationResult] = []
     for stream in streams:
         seq = stream.seq
@@ -248,3 +283,4 @@ async def _sse(service: EngineService, streams: List[Stream], model: str, parsed
         yield "data: [DONE]\n\n"
     finally:  # the client went away (the task is cancelled) or all is sent: nothing left to decode
         _cancel(streams)
+        _record(service, streams)

@@ -8,23 +8,37 @@ row. Finished, failed and cancelled rows leave the batch at once, so a
 request that arrives while others decode starts at the next step instead
 of waiting for the whole batch.
 
+Forced tokens: where the grammar leaves no choice of text (the keys, quotes
+and separators of NewsPicGen's JSON), llguidance names the tokens that must
+follow (its fast-forward tokens). They are appended without sampling (no
+random draw) and, with `jump_forward`, fed to the model together with the
+sampled token in one forward pass, like a short prefill on the running KV
+cache; rows of one step may feed different numbers of tokens (right-aligned,
+padding masked). Without `jump_forward` the same tokens are fed one per pass:
+the same output from more passes (the reference the tests compare against).
+
+Prefix cache: a prompt that starts like a recent one (the chat template and
+the instruction's head are the same for every article) starts its prefill
+from a copy of that start's KV (prefix_cache.py).
+
 Isolation: anything that can go wrong for one row (its grammar matcher, its
 sampling numbers) is caught per row and fails only that sequence. A failing
 prefill fails only the sequences being admitted; a failing decode forward
 fails the rows of that step (there is no way to tell which row caused it).
 
-Sampling draws exactly one uniform number per step from the sequence's own
-seeded generator (inverse-CDF sampling), so a seed gives the same answer
-whether the request runs alone or batched with others.
+Sampling draws exactly one uniform number per sampled token from the
+sequence's own seeded generator (inverse-CDF sampling), so a seed gives the
+same answer whether the request runs alone or batched with others.
 """
 from __future__ import annotations
 
+import inspect
 import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import llguidance
 import torch
@@ -32,6 +46,7 @@ import torch
 from . import kv_cache
 from .constraint import MaskBuilder, compile_grammar, make_ll_tokenizer
 from .model_loader import LoadedModel
+from .prefix_cache import Prefix, PrefixCache
 
 GREEDY_BELOW = 1e-6  # like SGLang: a temperature this small means greedy
 
@@ -56,10 +71,23 @@ class GenerationResult:
     prompt_tokens: int
     completion_tokens: int
     decode_seconds: float = 0.0     # wall time from the first decode step to this sequence's end
+    cached_tokens: int = 0          # prompt tokens taken from the prefix cache
+    forced_tokens: int = 0          # output tokens the grammar forced (not sampled)
+    forward_passes: int = 0         # model calls this sequence took part in, prefill included
 
 
 class GenerationError(RuntimeError):
     pass
+
+
+@dataclass
+class EngineStats:
+    """Running totals since start (read by /metrics; written by the scheduler thread only)."""
+    forward_passes: int = 0
+    prompt_tokens: int = 0          # prompt tokens of admitted sequences
+    cached_prompt_tokens: int = 0   # of those, copied from the prefix cache instead of computed
+    generation_tokens: int = 0      # output tokens, forced ones included
+    forced_tokens: int = 0
 
 
 @dataclass(eq=False)
@@ -71,11 +99,17 @@ class Sequence:
     on_token: Optional[Callable[[Sequence], None]] = None   # after each new token
     on_finish: Optional[Callable[[Sequence], None]] = None  # once: result or error is set
     tokens: List[int] = field(default_factory=list)
+    todo: List[int] = field(default_factory=list)  # decided tokens whose KV is not computed yet
     finish_reason: Optional[str] = None
     error: Optional[BaseException] = None
     result: Optional[GenerationResult] = None
     cancelled: bool = False         # set from any thread; the row leaves at the next step
     started: float = 0.0
+    cached_tokens: int = 0
+    forced_tokens: int = 0
+    forward_passes: int = 0
+    created: float = field(default_factory=time.perf_counter)
+    first_token_at: Optional[float] = None  # when the first sampled token was picked (time to first token)
 
     @property
     def done(self) -> bool:
@@ -94,16 +128,31 @@ class Batch:
         return len(self.seqs)
 
 
+def _cache_keyword(model: torch.nn.Module) -> str:
+    """transformers 5.x calls the KV cache argument `cache` (`past_key_values` goes in 5.40); 4.x the old name."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class Generator:
-    def __init__(self, loaded: LoadedModel, max_batch_size: int = 8):
+    def __init__(self, loaded: LoadedModel, max_batch_size: int = 8, *, jump_forward: bool = True,
+                 prefix_cache_tokens: int = 4096):
         self.loaded = loaded
         self.max_batch_size = max_batch_size
+        self.jump_forward = jump_forward
+        self.prefix_cache = PrefixCache(prefix_cache_tokens)
+        self.stats = EngineStats()
         self.ll_tokenizer = make_ll_tokenizer(loaded.tokenizer, loaded.vocab_size, loaded.eos_ids)
         self.masks = MaskBuilder(loaded.vocab_size, max_batch_size, loaded.device)
         self._eos = set(loaded.eos_ids)
         self._eos_index = torch.tensor(sorted(self._eos), device=loaded.device)
+        self._cache_kw = _cache_keyword(loaded.weights())
         self._mask_thread = ThreadPoolExecutor(1, thread_name_prefix="grammar-mask")
         self.tokenizer_lock = threading.Lock()  # HF fast tokenizers are not safe across threads
+
+    def unload(self) -> bool:
+        """Free the model's memory (keep-alive, POST /unload); the next forward pass loads it again."""
+        self.prefix_cache.clear()
+        return self.loaded.unload()
 
     def compile(self, *, regex=None, json_schema=None) -> str:
         return compile_grammar(self.ll_tokenizer, regex=regex, json_schema=json_schema)
@@ -157,70 +206,151 @@ class Generator:
             self._decode(batch)
 
     def _admit(self, batch: Batch, new: List[Sequence]) -> None:
-        device = self.loaded.device
-        width = max(len(s.request.prompt_ids) for s in new)
-        ids = torch.full((len(new), width), self.loaded.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(new), width), dtype=torch.long)
-        for row, seq in enumerate(new):
-            prompt = seq.request.prompt_ids
-            ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-            attention[row, width - len(prompt):] = 1
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        groups: Dict[Tuple[int, int], Tuple[Optional[Prefix], int, List[Sequence]]] = {}
+        for seq in new:
+            seq.todo = list(seq.request.prompt_ids)
+            self.stats.prompt_tokens += len(seq.todo)
+            try:
+                self._extend_forced(seq)  # a grammar may force the answer's first tokens
+            except Exception as exc:
+                self.fail(seq, exc if isinstance(exc, GenerationError) else GenerationError(str(exc)))
+                continue
+            if seq.finish_reason is not None:  # forced to the end (or to max_tokens) without the model
+                self.finish(seq)
+                continue
+            prefix, length = self.prefix_cache.lookup(seq.request.prompt_ids)
+            groups.setdefault((id(prefix), length), (prefix, length, []))[2].append(seq)
+        for prefix, length, seqs in groups.values():
+            admitted = self._prefill(seqs, prefix, length)
+            if admitted.seqs:
+                kv_cache.merge(batch, admitted)
+
+    def _prefill(self, seqs: List[Sequence], prefix: Optional[Prefix], cached: int) -> Batch:
+        """Compute the KV of `seqs` past their first `cached` tokens (copied from `prefix`)."""
+        device, rows = self.loaded.device, len(seqs)
+        # the prompt is one pass in both modes; forced tokens after it ride along only when jumping
+        feeds = [s.todo[cached:] if self.jump_forward else s.todo[cached:len(s.request.prompt_ids)]
+                 for s in seqs]
+        width = max(len(f) for f in feeds)
+        ids = torch.full((rows, width), self.loaded.pad_id, dtype=torch.long)
+        attention = torch.zeros((rows, cached + width), dtype=torch.long)
+        attention[:, :cached] = 1
+        for row, feed in enumerate(feeds):
+            ids[row, width - len(feed):] = torch.tensor(feed, dtype=torch.long)
+            attention[row, cached + width - len(feed):] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, cached:]
         ids, attention, positions = ids.to(device), attention.to(device), positions.to(device)
-        pending = self._mask_thread.submit(self.masks.fill, [s.matcher for s in new])
-        try:
-            out = self.loaded.model(input_ids=ids, attention_mask=attention, position_ids=positions,
-                                    use_cache=True, logits_to_keep=1)
+        sampling = [len(s.todo) == cached + len(f) for s, f in zip(seqs, feeds, strict=True)]
+        pending = self._mask_thread.submit(self.masks.fill, [s.matcher if go else None
+                                                              for s, go in zip(seqs, sampling, strict=True)])
+        try:  # the weights load here again after an unload (keep-alive)
+            cache = self._new_cache(prefix, cached, rows)
+            out = self.loaded.weights()(input_ids=ids, attention_mask=attention, position_ids=positions,
+                                    use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
         except Exception as exc:  # only the newcomers fail; the running batch is untouched
             pending.result()
-            for seq in new:
+            for seq in seqs:
                 self.fail(seq, GenerationError(f"prefill failed: {type(exc).__name__}: {exc}"))
-            return
+            return Batch()
+        self.stats.forward_passes += 1
         now = time.perf_counter()
-        for seq in new:
+        for row, seq in enumerate(seqs):
             seq.started = now  # decode_seconds leaves the prefill out
-        admitted = Batch(list(new), out.past_key_values, attention, positions[:, -1])
-        self._sample_and_advance(admitted, out.logits[:, -1, :], pending)
-        if admitted.seqs:
-            kv_cache.merge(batch, admitted)
+            seq.cached_tokens = cached
+            seq.forward_passes += 1
+            seq.todo = seq.todo[cached + len(feeds[row]):]
+            self.stats.cached_prompt_tokens += cached
+            self._remember_prompt(seq, cache, row, first_column=cached + width - len(feeds[row]), cached=cached)
+        admitted = Batch(list(seqs), cache, attention, positions[:, -1])
+        self._sample_and_advance(admitted, out.logits[:, -1, :], pending, sampling)
+        return admitted
+
+    def _new_cache(self, prefix: Optional[Prefix], cached: int, rows: int):
+        from transformers import DynamicCache
+
+        try:
+            cache = DynamicCache(config=getattr(self.loaded.weights(), "config", None))
+        except TypeError:  # older signatures
+            cache = DynamicCache()
+        if prefix is not None:
+            for layer, (keys, values) in enumerate(prefix.layers):
+                cache.update(keys[None, :, :cached].expand(rows, -1, -1, -1).contiguous(),
+                             values[None, :, :cached].expand(rows, -1, -1, -1).contiguous(), layer)
+        return cache
+
+    def _remember_prompt(self, seq: Sequence, cache, row: int, first_column: int, cached: int) -> None:
+        """Store this row's prompt KV: the `cached` prefix columns, then its own prompt columns."""
+        prompt = seq.request.prompt_ids
+        if not self.prefix_cache.wants(prompt):
+            return
+        computed = len(prompt) - cached
+        layers = []
+        for layer in kv_cache.layers_of(cache):
+            parts = [(t[row, :, :cached], t[row, :, first_column:first_column + computed])
+                     for t in (layer.keys, layer.values)]
+            layers.append((torch.cat(parts[0], dim=1).clone(), torch.cat(parts[1], dim=1).clone()))
+        self.prefix_cache.store(prompt, layers)
 
     def _decode(self, batch: Batch) -> None:
         device = self.loaded.device
+        feeds = [s.todo if self.jump_forward else s.todo[:1] for s in batch.seqs]
+        width = max(len(f) for f in feeds)
+        sampling = [len(s.todo) == len(f) for s, f in zip(batch.seqs, feeds, strict=True)]
         # the grammar masks for this step are computed while the model runs
-        pending = self._mask_thread.submit(self.masks.fill, [s.matcher for s in batch.seqs])
+        pending = self._mask_thread.submit(self.masks.fill, [s.matcher if go else None
+                                                              for s, go in zip(batch.seqs, sampling, strict=True)])
         attention, last_pos = batch.attention, batch.last_pos
         assert attention is not None and last_pos is not None  # a batch with rows has both (kv_cache.merge)
-        batch.attention = torch.cat([attention, attention.new_ones((len(batch), 1))], dim=1)
-        batch.last_pos = last_pos + 1
-        tokens = torch.tensor([s.tokens[-1] for s in batch.seqs], device=device)[:, None]
+        rows = len(batch)
+        ids = torch.full((rows, width), self.loaded.pad_id, dtype=torch.long)
+        fresh = torch.zeros((rows, width), dtype=torch.long)
+        offsets = torch.zeros((rows, width), dtype=torch.long)
+        lengths = torch.tensor([len(f) for f in feeds], dtype=torch.long)
+        for row, feed in enumerate(feeds):  # right-aligned: every row's last fed token is the last column
+            ids[row, width - len(feed):] = torch.tensor(feed, dtype=torch.long)
+            fresh[row, width - len(feed):] = 1
+            offsets[row, width - len(feed):] = torch.arange(1, len(feed) + 1)
+        batch.attention = torch.cat([attention, fresh.to(device)], dim=1)
+        positions = last_pos[:, None] + offsets.clamp(min=1).to(device)  # padding: any position, it is masked
+        batch.last_pos = last_pos + lengths.to(device)
         try:
-            out = self.loaded.model(input_ids=tokens, attention_mask=batch.attention,
-                                    position_ids=batch.last_pos[:, None], past_key_values=batch.cache,
-                                    use_cache=True)
+            out = self.loaded.weights()(input_ids=ids.to(device), attention_mask=batch.attention,
+                                    position_ids=positions, use_cache=True, logits_to_keep=1,
+                                    **{self._cache_kw: batch.cache})
         except Exception as exc:
             pending.result()
             for seq in batch.seqs:
                 self.fail(seq, GenerationError(f"decode step failed: {type(exc).__name__}: {exc}"))
             batch.seqs, batch.cache, batch.attention, batch.last_pos = [], None, None, None
             return
-        batch.cache = out.past_key_values
-        self._sample_and_advance(batch, out.logits[:, -1, :], pending)
+        self.stats.forward_passes += 1
+        for seq, feed in zip(batch.seqs, feeds, strict=True):
+            seq.todo = seq.todo[len(feed):]
+            seq.forward_passes += 1
+        self._sample_and_advance(batch, out.logits[:, -1, :], pending, sampling)
 
-    def _sample_and_advance(self, batch: Batch, logits: torch.Tensor, pending) -> None:
-        """Mask, sample, feed matchers, report; rows that finish or fail leave `batch`."""
+    def _sample_and_advance(self, batch: Batch, logits: torch.Tensor, pending, sampling: List[bool]) -> None:
+        """Mask, sample, feed matchers, report; rows that finish or fail leave `batch`.
+
+        Rows whose `sampling` is False still have forced tokens to feed (one per pass, without
+        jump_forward): their logits are not used.
+        """
         pending.result()
         seqs = batch.seqs
-        self.masks.apply(logits, [row for row, s in enumerate(seqs) if s.matcher is not None])
-        logits = logits.float()
-        self._hold_eos(logits, seqs)
-        greedy = logits.argmax(dim=-1).tolist()
-        for row, seq in enumerate(seqs):
+        rows = [row for row, go in enumerate(sampling) if go]
+        if rows:
+            self.masks.apply(logits, [row for row in rows if seqs[row].matcher is not None])
+            logits = logits.float()
+            self._hold_eos(logits, seqs, rows)
+            greedy = logits.argmax(dim=-1).tolist()
+        for row in rows:
+            seq = seqs[row]
             try:
                 token = self._pick(logits[row], seq, greedy[row])
                 self._advance(seq, token)
             except Exception as exc:  # this row alone: a bad matcher state, non-finite numbers, ...
                 self.fail(seq, exc if isinstance(exc, GenerationError)
-                           else GenerationError(f"sampling failed: {type(exc).__name__}: {exc}"))
+                          else GenerationError(f"sampling failed: {type(exc).__name__}: {exc}"))
                 continue
             if seq.on_token is not None:
                 seq.on_token(seq)
@@ -230,10 +360,10 @@ class Generator:
         if len(keep) < len(seqs):
             kv_cache.select(batch, keep)
 
-    def _hold_eos(self, logits: torch.Tensor, seqs: List[Sequence]) -> None:
+    def _hold_eos(self, logits: torch.Tensor, seqs: List[Sequence], rows: List[int]) -> None:
         """min_tokens: no EOS before the minimum, unless the grammar allows nothing else."""
-        for row, seq in enumerate(seqs):
-            if len(seq.tokens) < seq.request.min_tokens:
+        for row in rows:
+            if len(seqs[row].tokens) < seqs[row].request.min_tokens:
                 saved = logits[row, self._eos_index].clone()
                 logits[row, self._eos_index] = float("-inf")
                 if not torch.isfinite(logits[row]).any():
@@ -262,13 +392,37 @@ class Generator:
         return int(order[pick]) if order is not None else pick
 
     def _advance(self, seq: Sequence, token: int) -> None:
+        if seq.first_token_at is None:
+            seq.first_token_at = time.perf_counter()
         seq.tokens.append(token)
+        seq.todo = [token]
+        self.stats.generation_tokens += 1
         if seq.matcher is not None:
             if not seq.matcher.consume_token(token):
                 raise GenerationError(f"grammar matcher failed: {seq.matcher.get_error()}")
-            if seq.matcher.is_stopped():
-                seq.finish_reason = "stop"
         elif token in self._eos and not seq.request.ignore_eos:
+            seq.finish_reason = "stop"
+        self._check_end(seq)
+        self._extend_forced(seq)
+
+    def _extend_forced(self, seq: Sequence) -> None:
+        """Append the tokens the grammar forces next: taken as they are, no sampling, no random draw."""
+        if seq.matcher is None or seq.finish_reason is not None:
+            return
+        forced = seq.matcher.compute_ff_tokens()[:seq.request.max_tokens - len(seq.tokens)]
+        if not forced:
+            return
+        if not seq.matcher.consume_tokens(forced):
+            raise GenerationError(f"grammar matcher failed on its forced tokens: {seq.matcher.get_error()}")
+        seq.tokens.extend(forced)
+        seq.todo.extend(forced)
+        seq.forced_tokens += len(forced)
+        self.stats.generation_tokens += len(forced)
+        self.stats.forced_tokens += len(forced)
+        self._check_end(seq)
+
+    def _check_end(self, seq: Sequence) -> None:
+        if seq.matcher is not None and seq.matcher.is_stopped():
             seq.finish_reason = "stop"
         if seq.finish_reason is None and len(seq.tokens) >= seq.request.max_tokens:
             seq.finish_reason = "length"
@@ -305,4 +459,6 @@ class Generator:
         return GenerationResult(token_ids=tokens, text=self.text_of(tokens, seq.request.ignore_eos),
                                 finish_reason=seq.finish_reason or "abort",
                                 prompt_tokens=len(seq.request.prompt_ids), completion_tokens=len(tokens),
-                                decode_seconds=time.perf_counter() - seq.started)
+                                decode_seconds=time.perf_counter() - seq.started,
+                                cached_tokens=seq.cached_tokens, forced_tokens=seq.forced_tokens,
+                                forward_passes=seq.forward_passes)

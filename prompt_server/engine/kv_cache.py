@@ -11,7 +11,7 @@ from typing import List
 import torch
 
 
-def _layers(cache):
+def layers_of(cache):
     layers = getattr(cache, "layers", None)
     if layers is None:
         raise TypeError(f"unsupported KV cache {type(cache).__name__}: needs transformers >= 4.56")
@@ -36,7 +36,7 @@ def merge(batch, new) -> None:
         batch.seqs, batch.cache, batch.attention, batch.last_pos = new.seqs, new.cache, new.attention, new.last_pos
         return
     width = max(batch.attention.shape[1], new.attention.shape[1])
-    for old_layer, new_layer in zip(_layers(batch.cache), _layers(new.cache), strict=False):
+    for old_layer, new_layer in zip(layers_of(batch.cache), layers_of(new.cache), strict=False):
         old_layer.keys = torch.cat([_pad_left(old_layer.keys, width, 2), _pad_left(new_layer.keys, width, 2)])
         old_layer.values = torch.cat([_pad_left(old_layer.values, width, 2),
                                       _pad_left(new_layer.values, width, 2)])
@@ -59,7 +59,7 @@ def _trim(batch) -> None:
     first_real = int(batch.attention.argmax(dim=1).min())  # left padding: first 1 of each row
     if first_real == 0:
         return
-    for layer in _layers(batch.cache):
+    for layer in layers_of(batch.cache):
         layer.keys = layer.keys[:, :, first_real:]
         layer.values = layer.values[:, :, first_real:]
     batch.attention = batch.attention[:, first_real:]

@@ -16,10 +16,10 @@ from prompt_server.schema import PicturePrompt  # noqa: E402
 NEWS = {"title": "大熊猫宝宝首次亮相", "content": "成都大熊猫繁育研究基地的大熊猫宝宝今天首次与游客见面。"}
 
 
-def client_for(url: str, preset_dir=None, txt2img=None) -> TestClient:
+def client_for(url: str, preset_dir=None, txt2img=None, model_base=lambda: None) -> TestClient:
     app = fastapi.FastAPI()
     config = NewsPicGenConfig(server_url=url, timeout=60, preset_dir=str(preset_dir) if preset_dir else None)
-    mount_routes(app, lambda: config, txt2img=txt2img)
+    mount_routes(app, lambda: config, txt2img=txt2img, model_base=model_base)
     return TestClient(app)
 
 
@@ -53,6 +53,17 @@ def test_named_preset_is_used(api):
     assert body["preset"] == "ink-wash-nature"
 
 
+def test_the_routes_pick_the_preset_made_for_the_loaded_model(local_server_url, tmp_path):
+    api = client_for(local_server_url, tmp_path, model_base=lambda: "flux")
+    body = api.post("/newspicgen/v1/prompt", json={**NEWS, "seed": 7}).json()
+    assert body["preset"].endswith("-flux") and body["negative_prompt"] == "" and body["warnings"] == []
+    assert body["settings"]["cfg_scale"] == 1 and body["settings"]["distilled_cfg_scale"] == 3.5
+    named = api.post("/newspicgen/v1/prompt", json={**NEWS, "seed": 7, "preset": "ink-wash-nature"}).json()
+    assert named["preset"] == "ink-wash-nature"
+    assert any("made for SDXL; Flux is loaded" in w for w in named["warnings"])
+    assert api.get("/newspicgen/v1/presets").json()["model_base"] == "flux"
+
+
 def test_unknown_preset_is_404_naming_the_available_ones(api):
     response = api.post("/newspicgen/v1/prompt", json={**NEWS, "preset": "no-such-preset", "seed": 1})
     assert response.status_code == 404
@@ -70,11 +81,14 @@ def test_missing_content_field_is_422(api):
     assert api.post("/newspicgen/v1/prompt", json={"title": "only a title"}).status_code == 422
 
 
-def test_prompt_server_down_is_503_with_the_start_command(closed_port_url):
+def test_prompt_server_down_is_503_with_what_to_do_in_plain_text(closed_port_url, capsys):
     response = client_for(closed_port_url).post("/newspicgen/v1/prompt", json=NEWS)
     assert response.status_code == 503
-    assert closed_port_url in response.json()["detail"]
-    assert "make serve" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert closed_port_url in detail and "Prompt server panel" in detail
+    assert "`" not in detail and not detail.startswith("NewsPicGen")
+    logged = [line for line in capsys.readouterr().out.splitlines() if "NewsPicGen" in line]
+    assert logged == [f"NewsPicGen: HTTP 503: {detail}"], "one line on the console, no traceback"
 
 
 def test_prompt_server_down_503_never_shows_the_urls_password(closed_port_url):

@@ -25,7 +25,7 @@ from extension.settings import (
 def test_config_from_env_defaults_when_nothing_is_set():
     config = config_from_env({})
     assert config.server_url == DEFAULT_SERVER_URL == "http://127.0.0.1:30000"
-    assert (config.api_key, config.timeout, config.mode, config.family, config.preset_dir) == (None, 120.0, "regex", None, None)
+    assert (config.api_key, config.timeout, config.mode, config.family, config.preset_dir) == (None, 120.0, "auto", None, None)
 
 
 def test_config_from_env_reads_every_variable():
@@ -72,11 +72,11 @@ def test_store_reads_the_configured_user_folder(tmp_path):
 def test_settings_section_and_defaults():
     specs = {spec["key"]: spec for spec in option_specs("/srv/webui")}
     assert SECTION == ("newspicgen", "NewsPicGen"), "the WebUI unpacks exactly (id, label)"
-    assert set(specs) == {KEY_SERVER_URL, KEY_TIMEOUT, KEY_MODE, KEY_MODEL, KEY_FAMILY, KEY_PRESET_DIR}, \
-        "no key setting"
+    assert set(specs) == {KEY_SERVER_URL, KEY_TIMEOUT, KEY_MODE, KEY_MODEL, KEY_FAMILY, KEY_PRESET_DIR,
+                          "newspicgen_task_server_url", "newspicgen_task_model"}, "no key setting"
     assert specs[KEY_SERVER_URL]["default"] == "http://127.0.0.1:30000"
     assert "NEWSPICGEN_API_KEY" in specs[KEY_SERVER_URL]["info"]
-    assert specs[KEY_MODE]["choices"] == ["regex", "json_schema"]
+    assert specs[KEY_MODE]["choices"] == ["auto", "regex", "vllm_regex", "json_schema", "json_object"]
     # user presets live in the WebUI's data folder, not in the extension's (updates replace that)
     assert specs[KEY_PRESET_DIR]["default"] == os.path.join("/srv/webui", "newspicgen", "presets")
 
@@ -101,7 +101,7 @@ def test_empty_settings_mean_defaults():
                               KEY_FAMILY: "", KEY_PRESET_DIR: ""})
     config = config_from_opts(opts, environ={})
     assert (config.server_url, config.api_key, config.timeout, config.mode, config.family, config.preset_dir) == (
-        DEFAULT_SERVER_URL, None, 120.0, "regex", None, None)
+        DEFAULT_SERVER_URL, None, 120.0, "auto", None, None)
 
 
 def test_repr_hides_the_password_in_the_url_and_the_key():

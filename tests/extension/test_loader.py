@@ -75,9 +75,10 @@ disabled_untouched = (p.prompt, p.extra_generation_params) == ("mine", {})
 script.before_process(p, True, "标题", "内容", "")  # NEWSPICGEN_SERVER_URL points at a closed port
 try:  # the WebUI logs and ignores hook exceptions; the refusal comes when it sets up the prompts
     p.setup_prompts()
-    down_error, down_status = None, None
-except RuntimeError as exc:
+    down_error, down_status, down_class = None, None, []
+except Exception as exc:
     down_error, down_status = str(exc), getattr(exc, "status_code", None)
+    down_class = [c.__module__ + "." + c.__name__ for c in type(exc).__mro__]
 print(json.dumps({
     "classes": [c.__name__ for c in first], "same_class_on_reload": first == second,
     "title": script.title(), "always_visible": script.show(False) is scripts.AlwaysVisible,
@@ -87,6 +88,7 @@ print(json.dumps({
                 for m in ("newspicgen", "prompt_server", "style_presets") if m in sys.modules},
     "foreign_extension_untouched": not hasattr(sys.modules["extension"], "__path__"),
     "heavy": heavy, "disabled_untouched": disabled_untouched, "down_error": down_error, "down_status": down_status,
+    "down_class": down_class,
     "prompt_after_error": p.prompt,
 }))
 """
@@ -138,9 +140,15 @@ def test_scripts_entry_loads_under_our_own_package_stub_webui(report):
 def test_alwayson_script_with_the_server_down_stub_webui(report):
     assert report["disabled_untouched"], "a disabled script changes nothing"
     message = report["down_error"]
-    assert message and message.startswith("NewsPicGen: cannot reach the prompt server")
+    # the WebUI shows "NewsPicGenError: <message>": no second prefix, no Markdown shown as typed
+    assert message and message.startswith("cannot reach the prompt server")
+    assert "`" not in message and "NewsPicGen:" not in message
     assert report["down_status"] == 503, "the WebUI's API answers with the exception's status_code"
-    assert "make serve" in message, "the error says how to start the server"
+    assert "fastapi.exceptions.HTTPException" in report["down_class"], \
+        "the WebUI's API prints no traceback for an HTTPException: the caller already has a clean 503"
+    assert "Prompt server panel" in message, "the error offers the tab's panel"
+    assert "NEWSPICGEN_SERVER_URL" in message and "Settings → NewsPicGen" not in message, \
+        "the URL comes from the environment here: the fix is there, not in a read-only setting"
     assert report["prompt_after_error"] == "mine", "nothing the user typed is lost"
 
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from extension.config import NewsPicGenConfig
-from extension.preset_editor import FORM_OUTPUTS, PICKERS, PresetEditor, preset_text
+from extension.preset_editor import FORM_OUTPUTS, PICKERS, PresetEditor, parse_preset_json, preset_text
 from extension.preset_form import NAMES, form_data, form_values, parse_lora_lines, set_lora
 from extension.tab_logic import TabLogic
 from extension.ui_events import Choices, Editable, NewChoices
@@ -50,6 +50,16 @@ def test_every_builtin_preset_goes_through_the_form_unchanged():
     for name in store.names():
         preset = store.get(name)
         assert preset_text(form_data(form_values(preset.to_dict()))) == preset.to_json(), name
+
+
+def test_the_form_shows_and_edits_base_and_the_distilled_cfg():
+    flux = PresetStore().get("newspicgen-comic-person-flux").to_dict()
+    values = form_values(flux)
+    assert (values["form_base"], values["form_distilled_cfg_scale"], values["form_cfg_scale"]) == ("flux", "3.5", "1")
+    assert parse_preset_json(preset_text(form_data({**values, "form_base": "sd15"}, flux))).base == "sd15"
+    assert parse_preset_json(preset_text(form_data({**values, "form_base": ""}, flux))).base is None  # any model
+    old = {k: v for k, v in flux.items() if k != "base"}  # a preset file from before `base`
+    assert form_values(old)["form_base"] == ""
 
 
 def test_lora_lines_parse_and_set():

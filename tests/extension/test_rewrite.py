@@ -10,13 +10,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from extension.rewrite import (
-    NewsPicGenError,
-    apply_provenance,
-    apply_to_processing,
-    provenance_args,
-    refuse_processing,
-)
+from extension.rewrite import apply_provenance, apply_to_processing, provenance_args, refuse_processing
 from prompt_server.schema import PicturePrompt
 from style_presets.compose import INFOTEXT_KEYWORD, INFOTEXT_PRESET, INFOTEXT_TYPE, compose
 from style_presets.store import PresetStore
@@ -134,10 +128,11 @@ def test_no_provenance_for_other_prompts(composed, prompt, values):
 
 def test_a_refused_processing_fails_where_the_webui_does_not_catch_it():
     p = Processing(prompt="the caller's prompt")
-    refuse_processing(p, NewsPicGenError("NewsPicGen: cannot reach the prompt server", 503))
-    with pytest.raises(NewsPicGenError) as caught:
+    refusal = LookupError("cannot reach the prompt server")  # alwayson.NewsPicGenError in the WebUI
+    refuse_processing(p, refusal)
+    with pytest.raises(LookupError) as caught:
         p.setup_prompts()
-    assert (caught.value.status_code, caught.value.detail) == (503, "NewsPicGen: cannot reach the prompt server")
+    assert caught.value is refusal
     assert p.all_prompts is None, "no prompt of the caller's is set up for sampling"
 
 
@@ -155,3 +150,24 @@ def test_the_webuis_own_ui_defaults_count_as_untouched(composed):
     chosen = Processing(width=640, height=640)  # not a default anywhere: the caller's
     apply_to_processing(chosen, composed, untouched)
     assert (chosen.width, chosen.height) == (640, 640)
+
+
+@dataclass
+class ForgeProcessing(Processing):  # Forge adds Flux's distilled guidance (modules/processing.py)
+    distilled_cfg_scale: float = 3.5
+
+
+def test_a_flux_preset_on_forge_sets_cfg_1_the_distilled_cfg_and_no_negative():
+    from types import SimpleNamespace
+
+    from extension.rewrite import ui_defaults, untouched_with
+    flux = compose(PICTURE, PresetStore(None).default_for(PICTURE.type, base="flux"), base="flux")
+    opts = SimpleNamespace(forge_preset="flux", flux_t2i_cfg=1, flux_t2i_d_cfg=3.5, flux_t2i_sampler="Euler",
+                           flux_t2i_scheduler="Simple", flux_t2i_width=896, flux_t2i_height=1152)
+    p = ForgeProcessing(negative_prompt="the caller's negative", cfg_scale=1, width=896, height=1152)
+    applied = apply_to_processing(p, flux, untouched_with(ui_defaults({}, opts)))
+    assert p.negative_prompt == "" and (p.cfg_scale, p.distilled_cfg_scale) == (1, 3.5)
+    assert (p.width, p.height) == (flux.settings["width"], flux.settings["height"]) and "width" in applied
+    a1111 = Processing()  # no distilled_cfg_scale there: nothing is set that A1111 lacks
+    apply_to_processing(a1111, flux)
+    assert not hasattr(a1111, "distilled_cfg_scale")

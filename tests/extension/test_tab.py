@@ -22,7 +22,7 @@ from extension.tab_logic import (
 )
 from extension.ui_events import Choices, Editable
 from prompt_server.client import ServerInfo
-from prompt_server.errors import ServerUnreachable
+from prompt_server.errors import ServerError, ServerUnreachable
 from prompt_server.schema import PicturePrompt
 from style_presets.availability import Availability
 from tests.support import REPO
@@ -45,6 +45,12 @@ def test_split_article_takes_the_first_line_as_title_only_when_the_title_is_empt
     assert split_article("", long_first_line + "\n正文") == ("", long_first_line + "\n正文")
 
 
+def test_the_split_event_changes_the_news_boxes_only_for_a_pasted_article(tmp_path):
+    logic = logic_for("http://127.0.0.1:9", tmp_path)  # never contacted: splitting is local
+    assert logic.split("", "标题\n正文").values == {"title": "标题", "content": "正文"}
+    assert logic.split("标题", "正文\n第二段").values == {}, "nothing to split: the boxes are left alone"
+
+
 def test_type_labels_round_trip_and_show_both_languages():
     assert type_label("2") == "2 person / 人物"
     assert [type_code(label) for label in type_choices()] == [str(i) for i in range(1, 9)]
@@ -53,15 +59,33 @@ def test_type_labels_round_trip_and_show_both_languages():
         type_code("9 nothing")
 
 
-def test_status_names_engine_model_latency_or_the_start_command():
+def test_status_names_engine_model_latency_or_what_to_do(monkeypatch):
     up = ServerInfo("http://127.0.0.1:30000", True, model="newspicgen", engine="sglang")
     text = status_markdown(up, up.url, 812.4)
     assert "sglang" in text and "newspicgen" in text and "812 ms" in text
     down = ServerInfo("http://127.0.0.1:31234", False, error=ServerUnreachable("http://127.0.0.1:31234"))
+    monkeypatch.delenv("NEWSPICGEN_SERVER_URL", raising=False)
     text = status_markdown(down, down.url)
-    assert "make serve PORT=31234" in text
     assert "cannot reach the prompt server at http://127.0.0.1:31234" in text
-    assert "; start it with" not in text  # the reason, without the hint repeated above the command
+    assert text.endswith("Set up or start a server in the Prompt server panel of the NewsPicGen tab, "
+                         "or change the server URL in Settings → NewsPicGen.")
+    assert "`" not in text and "make serve" not in text, "no terminal command, no path of this machine"
+    monkeypatch.setenv("NEWSPICGEN_SERVER_URL", down.url)  # the Settings field is read-only then
+    text = status_markdown(down, down.url)
+    assert "change NEWSPICGEN_SERVER_URL where the WebUI is started" in text and "Settings →" not in text
+
+
+def test_status_of_a_server_still_loading_says_to_wait():
+    loading = ServerInfo("http://127.0.0.1:31234", False, error=ServerError(
+        "the prompt server at http://127.0.0.1:31234 is not ready (/health answered HTTP 503)",
+        "it may still be loading the model; wait and retry"))
+    text = status_markdown(loading, loading.url)
+    assert text.endswith("It may still be loading the model; wait and retry.") and "panel" not in text
+
+
+def test_status_names_the_servers_kind_and_the_constraint_it_gets():
+    up = ServerInfo("http://127.0.0.1:8000", True, model="newspicgen", engine="vllm", kind="vllm", mode="vllm_regex")
+    assert "engine `vLLM (vllm_regex)`" in status_markdown(up, up.url)
 
 
 def test_generate_against_the_real_server_fills_valid_fields_and_follows_the_type(local_server_url, tmp_path):
@@ -74,7 +98,7 @@ def test_generate_against_the_real_server_fills_valid_fields_and_follows_the_typ
                                                                  "ch_keyword")}, "type": type_code(values["type"])})
     store = NewsPicGenConfig(preset_dir=str(tmp_path)).store()
     assert values["preset"] == store.default_for(prompt.type).name
-    assert "newspicgen-local" in values["status"]
+    assert "engine `NewsPicGen engine (regex)`" in values["status"]
 
 
 def test_generate_keeps_the_users_preset_when_not_following(local_server_url, tmp_path):
@@ -86,7 +110,7 @@ def test_generate_with_the_server_down_warns_with_the_start_command_and_keeps_ev
     dead = f"http://127.0.0.1:{free_port()}"
     outcome = logic_for(dead, tmp_path).generate(NEWS_TITLE, NEWS_CONTENT, True, "ink-wash-figures")
     assert "cannot reach the prompt server" in outcome.warning
-    assert "make serve" in outcome.values["status"]
+    assert "Prompt server panel" in outcome.values["status"] and "Prompt server panel" in outcome.warning
     assert outcome.values["title"] == NEWS_TITLE and outcome.values["content"] == NEWS_CONTENT
     assert not {"en_prompt", "ch_prompt", "en_keyword", "ch_keyword", "type", "preset"} & set(outcome.values)
 
@@ -116,6 +140,7 @@ def test_preview_composes_edited_fields_and_names_what_the_webui_lacks(tmp_path)
     out = logic.preview(*fields, "with-lora").values
     assert out["positive"].startswith("oil painting, a red panda in the snow")
     assert "inkstyle" in out["preview_notes"] and "goodhands" in out["preview_notes"]
+    assert len(out["preview_notes"].split("\n\n")) == 2, "each missing item on a line of its own (Markdown)"
     assert "<lora:inkstyle" not in out["positive"]
     assert "NewsPicGen preset: with-lora" in out["infotext"]
     # with the WebUI having both, they are in the prompt and nothing is flagged
@@ -215,6 +240,27 @@ def test_duplicate_edit_save_delete_cycle(tmp_path):
     assert "built-in" in editor.delete("newspicgen-comic-person", "").warning
 
 
+def test_the_editor_previews_a_preset_on_a_sample_of_a_type_it_serves(tmp_path):
+    from extension.preset_editor import SAMPLE_PROMPTS
+    editor = editor_for(tmp_path)
+    landscape = json.dumps({"name": "hills", "prompt": "oil painting, {prompt}", "types": ["4"]})
+    assert editor.preview(landscape).values["editor_positive"].startswith(
+        "oil painting, " + SAMPLE_PROMPTS["4"]["en_prompt"]), "a landscape preset is judged on a landscape"
+    crowds = json.dumps({"name": "crowds", "prompt": "{prompt}", "types": ["3", "5"]})
+    assert SAMPLE_PROMPTS["3"]["en_prompt"] in editor.preview(crowds).values["editor_positive"]
+    assert {p["type"] for p in SAMPLE_PROMPTS.values()} == {str(t) for t in range(1, 9)}
+
+
+def test_the_editors_missing_items_are_on_lines_of_their_own(tmp_path):
+    config = NewsPicGenConfig(preset_dir=str(tmp_path))
+    editor = PresetEditor(lambda: config, lambda: Availability(loras=set(), embeddings=set()))
+    text = json.dumps({"name": "x", "prompt": "{prompt}", "loras": [{"name": "inkstyle", "weight": 1}],
+                       "negative_embeddings": ["EasyNegative"]})
+    check = editor.preview(text).values["editor_check"]
+    paragraphs = check.split("\n\n")
+    assert len(paragraphs) == 3 and "inkstyle" in paragraphs[1] and "EasyNegative" in paragraphs[2], check
+
+
 def test_preview_reports_every_validation_problem(tmp_path):
     check = editor_for(tmp_path).preview('{"name": "x", "prompt": "no placeholder", "bogus": 1}')
     assert check.values["editor_check"].startswith("❌")
@@ -235,6 +281,8 @@ def test_chinese_localization_files_agree_and_cover_the_tab_labels():
     import re
     labels = set(re.findall(r'(?:label|placeholder)="([^"{]+)"', source))
     labels |= set(re.findall(r'gr\.(?:Button|Accordion|Markdown)\("([^"{]+)"', source))
+    labels |= set(re.findall(r'\bline\("\w+", "([^"{]+)"', source))  # the editor's one-line fields
+    assert {"Preset name", "Name for the copy"} <= labels, "the scan sees the editor's one-line fields"
     labels.add(EMPTY_SETTING)
     missing = sorted(labels - keys)
     assert not missing, f"add these to localizations/zh_CN.json (and its copies): {missing}"
@@ -258,3 +306,22 @@ def test_switching_presets_keeps_unsaved_edits_as_a_draft(tmp_path):
     saved = editor.save(edited, "", back.values["editor_state"])
     assert saved.values["editor_state"]["drafts"] == {}
     assert json.loads((tmp_path / "mine.json").read_text(encoding="utf-8"))["prompt"].startswith("woodcut, ")
+
+
+def test_the_preset_follows_the_type_for_the_loaded_model_and_a_hand_picked_one_is_warned_about(
+        local_server_url, tmp_path):
+    config = NewsPicGenConfig(server_url=local_server_url, timeout=60, preset_dir=str(tmp_path))
+    loaded = {"base": "sd15"}
+    logic = TabLogic(lambda: config, model_base=lambda: loaded["base"])
+    assert logic.type_changed(type_label("2"), True, "").values["preset"] == "newspicgen-comic-person-sd15"
+    values = logic.generate(NEWS_TITLE, NEWS_CONTENT, True, "").values
+    assert values["preset"].endswith("-sd15")
+    preview = logic.preview("a runner", "", "runner", "", type_label("2"), "newspicgen-comic-person-sd15").values
+    assert "Size: 768x448" in preview["infotext"] and preview["preview_notes"] == ""
+    preview = logic.preview("a runner", "", "runner", "", type_label("2"), "newspicgen-comic-person").values
+    assert "made for SDXL; SD 1.5 is loaded" in preview["preview_notes"]  # kept, and said
+    assert "Size: 1280x736" in preview["infotext"]
+    loaded["base"] = "flux"  # Forge's UI switched: asked again on every event
+    assert logic.type_changed(type_label("2"), True, "").values["preset"] == "newspicgen-comic-person-flux"
+    loaded["base"] = None  # unknown: the published SDXL look, as before
+    assert logic.type_changed(type_label("2"), True, "").values["preset"] == "newspicgen-comic-person"

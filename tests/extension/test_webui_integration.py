@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO
-from tests.support.webui import CHROMIUM, CHROMIUM_ARGS, Watched, call, stop_webui, wait_until_up
+from tests.support.webui import CHROMIUM, CHROMIUM_ARGS, Watched, call, slow_event_outputs, stop_webui, wait_until_up
 from tests.support.webui import start_webui as start_webui_in
 
 WEBUI_DIR = os.environ.get("NEWSPICGEN_WEBUI_DIR", "")
@@ -176,6 +176,7 @@ def test_newspicgen_txt2img_route_runs_the_webui_txt2img(webui):
 
 
 def test_alwayson_with_the_prompt_server_down_returns_no_picture(webui):
+    logged = len(webui.log.read_text(encoding="utf-8", errors="replace"))
     webui.proxy.down()
     try:
         status, body = call(webui.base, "/sdapi/v1/txt2img", {
@@ -185,7 +186,15 @@ def test_alwayson_with_the_prompt_server_down_returns_no_picture(webui):
         webui.proxy.up()
     assert status == 503, body
     assert "images" not in body, "no picture made from the caller's own prompt"
-    assert "NewsPicGen: cannot reach the prompt server" in json.dumps(body, ensure_ascii=False)
+    # A1111's handler adds "error" (the exception's class); Forge answers an HTTPException as FastAPI does
+    assert body.get("error", "NewsPicGenError") == "NewsPicGenError", body
+    assert body["detail"].startswith("cannot reach the prompt server"), body
+    assert "`" not in body["detail"] and "NEWSPICGEN_SERVER_URL" in body["detail"], body
+    # the caller has a clean 503: the console gets one line, not a traceback
+    log = webui.log.read_text(encoding="utf-8", errors="replace")[logged:]
+    refused = [line for line in log.splitlines() if "this generation is refused" in line]
+    assert len(refused) == 1 and refused[0].startswith("NewsPicGen: cannot reach the prompt server"), log[-3000:]
+    assert "Traceback" not in log and "API error" not in log, log[-3000:]
 
 
 def test_webui_records_the_extension_start_up_steps(webui):
@@ -372,13 +381,13 @@ def test_preset_editor_form_offers_the_webuis_lists_and_saves_what_is_picked(web
     page.click("#newspicgen_editor .label-wrap")
     page.click("#newspicgen_editor_json_view .label-wrap")
     watched.choose("#newspicgen_editor_pick", PRESET)
-    page.wait_for_function("document.querySelector('#newspicgen_form_steps textarea').value === '25'")
+    page.wait_for_function("document.querySelector('#newspicgen_form_steps input').value === '25'")
     # built-ins are read-only (gradio 3.41 redraws a field turned read-only a moment after its value)
     page.wait_for_function("document.querySelector('#newspicgen_form_template textarea').disabled"
                            " && document.querySelector('#newspicgen_form_sampler input').disabled", timeout=10_000)
 
     name = f"form-{webui.kind}"
-    page.fill("#newspicgen_editor_new_name textarea", name)
+    page.fill("#newspicgen_editor_new_name input", name)
     page.click("#newspicgen_editor_duplicate")
     page.wait_for_function("document.querySelector('#newspicgen_editor_msg').innerText.includes('Duplicated')")
     page.wait_for_function("!document.querySelector('#newspicgen_form_template textarea').disabled")
@@ -394,7 +403,7 @@ def test_preset_editor_form_offers_the_webuis_lists_and_saves_what_is_picked(web
     page.click("#newspicgen_form_add_lora")
     page.wait_for_function(f"document.querySelector('#newspicgen_form_loras textarea').value === '{TEST_LORA}:0.7'")
     watched.choose("#newspicgen_form_sampler", "Euler")
-    page.fill("#newspicgen_form_steps textarea", "30")
+    page.fill("#newspicgen_form_steps input", "30")
     page.wait_for_function("(() => { const v = document.querySelector('#newspicgen_editor_json textarea').value;"
                            " return v.includes('\"steps\": 30') && v.includes('\"sampler_name\": \"Euler\"'); })()")
     positive = page.input_value("#newspicgen_editor_positive textarea")
@@ -409,3 +418,68 @@ def test_preset_editor_form_offers_the_webuis_lists_and_saves_what_is_picked(web
     assert name in watched.dropdown_options("#newspicgen_preset")
     ours = [line for line in watched.console if "newspicgen" in line.lower()]
     assert not ours and not watched.failed, (ours, watched.failed)
+
+
+def test_the_txt2img_accordion_header_shows_whether_newspicgen_is_on(webui, watched):
+    page = watched.page
+    watched.open()
+    accordion = "#script_txt2img_newspicgen_accordion"
+    header_box = f"{accordion}-visible-checkbox"  # the WebUI's InputAccordion puts it in the header
+    page.wait_for_selector(f"{accordion} .label-wrap {header_box}", state="visible")
+    assert not page.is_checked(header_box)
+    assert page.locator(f"{accordion} .label-wrap.open").count() == 0, "collapsed"
+    page.click(header_box)
+    assert page.is_checked(header_box) and page.locator(f"{accordion} .label-wrap.open").count() == 0, \
+        "ticked in the header while still collapsed"
+    page.wait_for_function(f"document.querySelector('{accordion}-checkbox input').checked")  # the script's arg
+    ours = [line for line in watched.console if "newspicgen" in line.lower()]
+    assert not ours and not watched.failed, (ours, watched.failed)
+
+
+def test_server_down_toasts_and_status_are_plain_text_and_name_the_fix(webui, watched):
+    page = watched.page
+    watched.open()
+    watched.tab("NewsPicGen")
+    page.fill("#newspicgen_title textarea", NEWS["title"])
+    page.fill("#newspicgen_content textarea", NEWS["content"])
+    webui.proxy.down()
+    try:
+        page.click("#newspicgen_generate")
+        page.wait_for_function("document.querySelector('#newspicgen_status').innerText.includes('panel')",
+                               timeout=120_000)
+        page.wait_for_selector(".toast-body", timeout=30_000)
+        status = page.inner_text("#newspicgen_status")
+        toasts = page.eval_on_selector_all(".toast-body", "els => els.map(e => e.innerText)")
+    finally:
+        webui.proxy.up()
+    assert toasts and any("cannot reach the prompt server" in toast for toast in toasts), toasts
+    for text in (status, *toasts):
+        assert "`" not in text and "**" not in text and "NewsPicGen: NewsPicGen" not in text, text
+    # the URL comes from NEWSPICGEN_SERVER_URL here: Settings shows it read-only, so the fix is there
+    assert "NEWSPICGEN_SERVER_URL" in status and "Settings →" not in status, status
+    assert "make serve" not in status and str(REPO) not in status, "no terminal, no path of this machine"
+    assert page.input_value("#newspicgen_title textarea") == NEWS["title"], "nothing typed is lost"
+
+
+def test_generate_leaves_the_news_readable_and_the_send_buttons_in_sight(webui, browser):
+    status, config = call(webui.base, "/config")
+    assert status == 200
+    slow = slow_event_outputs(config)
+    assert "newspicgen_en_prompt" in slow and not {"newspicgen_title", "newspicgen_content"} & slow, slow
+    watched = Watched(browser, webui.base, viewport={"width": 1440, "height": 900})
+    try:
+        page = watched.page
+        watched.open()
+        watched.tab("NewsPicGen")
+        page.fill("#newspicgen_content textarea", NEWS["title"] + "\n" + NEWS["content"])  # a pasted article
+        page.click("#newspicgen_generate")
+        page.wait_for_function("document.querySelector('#newspicgen_title textarea').value !== ''")  # split first
+        page.wait_for_function("document.querySelector('#newspicgen_infotext textarea').value.includes('NewsPicGen')",
+                               timeout=300_000)
+        assert page.input_value("#newspicgen_title textarea") == NEWS["title"]
+        page.evaluate("window.scrollTo(0, 0)")
+        for tabname in ("txt2img", "img2img"):
+            box = page.locator(f"#newspicgen_send_{tabname}").bounding_box()
+            assert box and box["y"] >= 0 and box["y"] + box["height"] <= 900, (tabname, box)
+    finally:
+        watched.context.close()

@@ -1,4 +1,4 @@
-"""`python -m prompt_server batch`: resumable, loss-free, fault tolerant.
+"""`python -m newspicgen batch`: resumable, loss-free, fault tolerant.
 
 Everything runs against the real tiny-model prompt server (`local_server_url`).
 Faults a healthy server never makes (500s, hangs, garbage, dropped
@@ -29,7 +29,7 @@ NEWS_DEV = REPO / "examples" / "news.jsonl"
 
 
 def batch_cmd(*args: str) -> list:
-    return [sys.executable, "-m", "prompt_server", "batch", *args]
+    return [sys.executable, "-m", "newspicgen", "batch", *args]
 
 
 def subprocess_env() -> dict:

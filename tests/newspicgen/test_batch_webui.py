@@ -12,6 +12,7 @@ import struct
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -53,9 +54,12 @@ def png_text_chunks(png: bytes) -> dict:
 class FakeWebUI(LoopbackServer):
     """Loopback stand-in for `webui.sh --api [--api-auth user:pass]`."""
 
-    def __init__(self, auth=None, fail_prompts_with=None, delay=0.05, loras=(), embeddings=()):
+    def __init__(self, auth=None, fail_prompts_with=None, delay=0.05, loras=(), embeddings=(),
+                 checkpoint="model.safetensors [0123456789]", forge_preset=None):
         super().__init__(_FakeWebUIHandler)
         self.loras, self.embeddings = list(loras), list(embeddings)  # what GET /sdapi/v1/... lists
+        # GET /sdapi/v1/options: the loaded checkpoint's title (A1111 1.10), and Forge's UI preset
+        self.options = {"sd_model_checkpoint": checkpoint, **({"forge_preset": forge_preset} if forge_preset else {})}
         self.gets = []
         self.auth = auth
         self.fail_prompts_with = fail_prompts_with  # a word: prompts containing it get HTTP 500
@@ -87,6 +91,13 @@ class _FakeWebUIHandler(QuietHandler):
         if self.path == "/sdapi/v1/embeddings":
             return self.send(200, {"loaded": {n: {"step": None, "shape": 768, "vectors": 1}
                                                for n in self.server.embeddings}, "skipped": {}})
+        if self.path == "/sdapi/v1/options":
+            return self.send(200, self.server.options)
+        if self.path == "/sdapi/v1/sd-models":
+            title = self.server.options["sd_model_checkpoint"]
+            return self.send(200, [{"title": title, "model_name": title.split(" [")[0].rsplit(".", 1)[0],
+                                    "hash": "01234567", "sha256": None, "filename": f"/m/{title.split(' [')[0]}",
+                                    "config": None}])
         self.send(404, {"detail": "Not Found"})
 
     def do_POST(self):
@@ -271,9 +282,75 @@ def test_batch_composes_against_the_webuis_embeddings_and_loras(tmp_path, local_
         gets, payloads = list(webui.gets), list(webui.payloads)
     assert code == 0
     lists = sorted(g for g in gets if not g.startswith("/sdapi/v1/progress"))
-    assert lists == ["/sdapi/v1/embeddings", "/sdapi/v1/loras"]  # once per run, not per article
+    assert lists == ["/sdapi/v1/embeddings", "/sdapi/v1/loras", "/sdapi/v1/options",
+                     "/sdapi/v1/sd-models"]  # once per run, not per article
     prompt = payloads[0]["prompt"]
     assert "goodembed" in prompt and "<lora:add_detail:1>" in prompt
     assert "lostembed" not in prompt and "lost_lora" not in prompt
     record = json.loads((out / "prompts.jsonl").read_text(encoding="utf-8"))
     assert any("'lostembed' is not loaded" in w for w in record["warnings"])
+
+
+def _one_article(tmp_path) -> Path:
+    news = tmp_path / "news.jsonl"
+    news.write_text(json.dumps({"id": "a", "title": "熊猫", "content": "熊猫吃竹子。"}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    return news
+
+
+@pytest.mark.parametrize("webui_kwargs, base, flag", [
+    ({"checkpoint": "v1-5-pruned-emaonly.safetensors [6ce0161689]"}, "sd15", None),
+    ({"checkpoint": "SDXL/juggernautXL_v9.safetensors [c9e3e68f89]"}, "sdxl", None),
+    ({"checkpoint": "random-sd15.safetensors [abc]", "forge_preset": "flux"}, "flux", None),  # Forge's UI first
+    ({"checkpoint": "model.safetensors [0123456789]"}, "sd15", "sd15"),  # a name that says nothing, and --base
+])
+def test_batch_picks_the_presets_made_for_the_webuis_model(tmp_path, local_server_url, capsys, webui_kwargs,
+                                                            base, flag):
+    from newspicgen.cli import main
+    from style_presets.store import PresetStore
+
+    out = tmp_path / "out"
+    with FakeWebUI(**webui_kwargs) as webui:
+        code = main(["batch", str(_one_article(tmp_path)), "--out", str(out), "--server", local_server_url,
+                     "--preset-dir", str(tmp_path / "presets"), "--webui", webui.url, "--seed", "1",
+                     *(["--base", flag] if flag else [])])
+        payload = webui.payloads[0]
+    assert code == 0
+    record = json.loads((out / "prompts.jsonl").read_text(encoding="utf-8"))
+    preset = PresetStore(tmp_path / "presets").get(record["preset"])
+    assert preset.base == base and preset.family == "newspicgen-comic"
+    assert (payload["width"], payload["height"]) == (preset.settings.width, preset.settings.height)
+    if base == "flux":
+        assert payload["negative_prompt"] == "" and payload["cfg_scale"] == 1 and payload["distilled_cfg_scale"] == 3.5
+    else:
+        assert payload["negative_prompt"] and "distilled_cfg_scale" not in payload
+    if not flag:
+        assert "model loaded (from " in capsys.readouterr().err
+
+
+def test_batch_keeps_a_named_preset_made_for_another_model_and_warns(tmp_path, local_server_url, capsys):
+    from newspicgen.cli import main
+
+    out = tmp_path / "out"
+    with FakeWebUI(checkpoint="v1-5-pruned-emaonly.safetensors [6ce0161689]") as webui:
+        code = main(["batch", str(_one_article(tmp_path)), "--out", str(out), "--server", local_server_url,
+                     "--preset-dir", str(tmp_path / "presets"), "--webui", webui.url,
+                     "--preset", "newspicgen-comic-person"])
+        payload = webui.payloads[0]
+    assert code == 0 and (payload["width"], payload["height"]) == (1280, 736)  # kept as asked
+    record = json.loads((out / "prompts.jsonl").read_text(encoding="utf-8"))
+    assert record["preset"] == "newspicgen-comic-person"
+    assert any("is made for SDXL; SD 1.5 is loaded" in w for w in record["warnings"])
+
+
+def test_batch_with_a_checkpoint_name_that_says_nothing_keeps_sdxl_and_says_how_to_choose(tmp_path,
+                                                                                        local_server_url, capsys):
+    from newspicgen.cli import main
+
+    with FakeWebUI() as webui:
+        assert main(["batch", str(_one_article(tmp_path)), "--out", str(tmp_path / "out"), "--server",
+                     local_server_url, "--preset-dir", str(tmp_path / "presets"), "--webui", webui.url]) == 0
+    err = capsys.readouterr().err
+    assert "model family is unknown" in err and "--base sd15/sdxl/flux" in err
+    record = json.loads((tmp_path / "out" / "prompts.jsonl").read_text(encoding="utf-8"))
+    assert not record["preset"].endswith(("-sd15", "-flux"))

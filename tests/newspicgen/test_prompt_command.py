@@ -1,4 +1,4 @@
-"""`python -m prompt_server prompt` as a user runs it: a real subprocess, a real server."""
+"""`python -m newspicgen prompt` as a user runs it: a real subprocess, a real server."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,7 @@ CONTENT = "受冷空气影响，黄山风景区昨日出现今冬首场雾凇景
 def run_cli(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSPICGEN_")}
     clean_env.update(PYTHONPATH=str(REPO), PYTHONIOENCODING="utf-8", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "prompt_server", "prompt", *args], cwd=REPO, env=clean_env,
+    return subprocess.run([sys.executable, "-m", "newspicgen", "prompt", *args], cwd=REPO, env=clean_env,
                           input=stdin if stdin is not None else "", capture_output=True, text=True,
                           encoding="utf-8", timeout=300)
 

@@ -59,7 +59,7 @@ def completion(content, finish_reason="stop"):
 @pytest.fixture
 def mock_client(monkeypatch):
     monkeypatch.delenv(API_KEY_ENV, raising=False)
-    return PromptClient(MOCK_URL, retries=2, backoff=0)
+    return PromptClient(MOCK_URL, retries=2, backoff=0, mode="regex")  # auto would ask the mock what it is
 
 
 def assert_one_line(error: Exception):
@@ -70,7 +70,7 @@ def assert_one_line(error: Exception):
 # --- what is sent --------------------------------------------------------------------
 
 def test_regex_mode_body_carries_the_instruction_regex_and_max_tokens():
-    client = PromptClient(MOCK_URL, max_tokens=500)
+    client = PromptClient(MOCK_URL, max_tokens=500, mode="regex")
     instruction = build_instruction(News(**SAMPLE_NEWS[0]))
     body = client.request_body(instruction, seed=7, temperature=0.3)
     assert body["messages"] == [{"role": "user", "content": instruction.text}]
@@ -89,7 +89,7 @@ def test_json_schema_mode_body_carries_a_strict_response_format():
 
 
 def test_unknown_mode_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match="regex, json_schema"):
+    with pytest.raises(ValueError, match="auto, regex, vllm_regex, json_schema, json_object"):
         PromptClient(MOCK_URL, mode="grammar")
 
 
@@ -196,7 +196,7 @@ def test_huge_invalid_output_is_shown_as_a_bounded_excerpt_mocked(mock_client):
 @responses.activate
 def test_finish_reason_length_says_how_many_tokens_mocked(monkeypatch):
     monkeypatch.delenv(API_KEY_ENV, raising=False)
-    client = PromptClient(MOCK_URL, max_tokens=256, backoff=0)
+    client = PromptClient(MOCK_URL, mode="regex", max_tokens=256, backoff=0)
     responses.post(CHAT, json=completion('{"ch_keyword": "熊猫", "ch_prompt": "很长很长', "length"))
     with pytest.raises(IncompleteOutput) as info:
         client.generate(SAMPLE_NEWS[0])
@@ -210,7 +210,7 @@ def test_finish_reason_length_says_how_many_tokens_mocked(monkeypatch):
 @pytest.mark.parametrize("with_key", [False, True])
 def test_401_asks_for_the_api_key_and_is_not_retried_mocked(monkeypatch, with_key):
     monkeypatch.delenv(API_KEY_ENV, raising=False)
-    client = PromptClient(MOCK_URL, api_key="wrong" if with_key else None, backoff=0)
+    client = PromptClient(MOCK_URL, mode="regex", api_key="wrong" if with_key else None, backoff=0)
     responses.post(CHAT, status=401, json={"object": "error", "message": "Unauthorized", "code": 401})
     with pytest.raises(AuthenticationError) as info:
         client.generate(SAMPLE_NEWS[0])
@@ -224,10 +224,10 @@ def test_401_asks_for_the_api_key_and_is_not_retried_mocked(monkeypatch, with_ke
 def test_api_key_from_the_environment_is_sent_as_bearer_mocked(monkeypatch):
     monkeypatch.setenv(API_KEY_ENV, "s3cret")
     responses.post(CHAT, json=completion(VALID.to_json()))
-    PromptClient(MOCK_URL).generate(SAMPLE_NEWS[0])
+    PromptClient(MOCK_URL, mode="regex").generate(SAMPLE_NEWS[0])
     assert responses.calls[0].request.headers["Authorization"] == "Bearer s3cret"
     responses.post(CHAT, json=completion(VALID.to_json()))
-    PromptClient(MOCK_URL, api_key="explicit").generate(SAMPLE_NEWS[0])
+    PromptClient(MOCK_URL, mode="regex", api_key="explicit").generate(SAMPLE_NEWS[0])
     assert responses.calls[1].request.headers["Authorization"] == "Bearer explicit"
 
 
@@ -262,7 +262,7 @@ def test_404_says_the_url_is_wrong_mocked(mock_client):
 @responses.activate
 def test_read_timeout_is_reported_not_retried_mocked(monkeypatch):
     monkeypatch.delenv(API_KEY_ENV, raising=False)
-    client = PromptClient(MOCK_URL, timeout=3, retries=2, backoff=0)
+    client = PromptClient(MOCK_URL, mode="regex", timeout=3, retries=2, backoff=0)
     responses.post(CHAT, body=requests.exceptions.ReadTimeout("read timed out"))
     responses.post(CHAT, json=completion(VALID.to_json()))
     with pytest.raises(ServerTimeout) as info:
@@ -313,6 +313,23 @@ def test_health_of_a_server_that_is_down_is_not_ok_and_says_why():
     assert info.ok is False and info.url == url
     assert isinstance(info.error, ServerUnreachable)
     assert url in str(info.error) and "make serve" in info.error.hint
+
+
+def test_the_last_latency_is_forgotten_once_its_server_is_gone():
+    """A restarted server must not be shown with the latency of the process before it."""
+    body = json.dumps(completion(VALID.to_json())).encode()
+
+    def answer(handler):
+        handler.head()  # Connection: close, so no kept-alive connection outlives the server
+        handler.wfile.write(body)
+
+    server = hostile_server(answer)
+    with server:
+        client = PromptClient(server.url, retries=0)
+        client.generate(SAMPLE_NEWS[0])
+        assert client.last_latency_ms is not None
+    assert client.health().ok is False  # the same port, nothing listening any more
+    assert client.last_latency_ms is None
 
 
 def test_generate_many_returns_failures_in_place_instead_of_raising():
@@ -499,7 +516,7 @@ def test_an_api_key_with_a_line_break_is_refused_without_showing_it(monkeypatch)
     with pytest.raises(ValueError) as info:
         PromptClient(f"http://127.0.0.1:{free_port()}", api_key="sk-live\n123", retries=0)
     assert "API key" in str(info.value) and "sk-live" not in str(info.value)
-    assert PromptClient(MOCK_URL, api_key="  sk-live-123\n").api_key == "sk-live-123"  # pasted from a file
+    assert PromptClient(MOCK_URL, mode="regex", api_key="  sk-live-123\n").api_key == "sk-live-123"  # pasted from a file
 
 
 # --- the real embedded engine ---------------------------------------------------------

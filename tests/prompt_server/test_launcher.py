@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from newspicgen.cli import build_parser
-from prompt_server import launcher, sglang_launch
+from prompt_server import child_processes, launcher, sglang_launch
 from prompt_server.sglang_launch import SGLangInstall
 from tests.support import REPO
 
@@ -64,7 +64,7 @@ def test_sglang_command_adds_api_key_and_extra_arguments_last():
                                            extra=["--log-level", "debug"], **base)
     assert command[-4:] == ["--api-key", "s3cret", "--log-level", "debug"]
     assert command[command.index("--served-model-name") + 1] == "pics"
-    assert "s3cret" not in sglang_launch.masked(command)
+    assert "s3cret" not in child_processes.masked(command)
 
 
 def test_environment_selects_the_cpu_engine_and_modelscope():
@@ -144,8 +144,8 @@ def test_probe_reads_a_real_python(tmp_path):
 
 
 def test_base_url_shows_a_reachable_host():
-    assert sglang_launch.base_url("0.0.0.0", 30000) == "http://127.0.0.1:30000"
-    assert sglang_launch.base_url("::1", 8080) == "http://[::1]:8080"
+    assert child_processes.base_url("0.0.0.0", 30000) == "http://127.0.0.1:30000"
+    assert child_processes.base_url("::1", 8080) == "http://[::1]:8080"
 
 
 def test_importing_the_launcher_stays_light():
@@ -202,13 +202,13 @@ def test_wait_until_healthy_reports_a_child_that_died():
     process = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
     process.wait()
     with pytest.raises(launcher.LaunchError, match="exited with code 3"):
-        sglang_launch.wait_until_healthy("http://127.0.0.1:9", [process], timeout=30)
+        child_processes.wait_until_healthy("http://127.0.0.1:9", [process], timeout=30)
 
 
 def test_wait_until_healthy_returns_once_health_answers(local_server_url):
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        sglang_launch.wait_until_healthy(local_server_url, [process], timeout=30)
+        child_processes.wait_until_healthy(local_server_url, [process], timeout=30)
     finally:
         process.kill()
         process.wait()
@@ -218,7 +218,7 @@ def test_wait_until_healthy_times_out_with_the_url():
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         with pytest.raises(launcher.LaunchError, match=r"did not answer http://127\.0\.0\.1:9/health"):
-            sglang_launch.wait_until_healthy("http://127.0.0.1:9", [process], timeout=0.5)
+            child_processes.wait_until_healthy("http://127.0.0.1:9", [process], timeout=0.5)
     finally:
         process.kill()
         process.wait()

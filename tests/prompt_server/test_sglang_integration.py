@@ -96,7 +96,7 @@ def test_seeds_on_sglangs_cpu_engine_are_not_promised_and_the_launcher_says_so(s
 def test_the_tabs_status_line_names_the_engine(sglang, tmp_path):
     config = NewsPicGenConfig(server_url=sglang.url, api_key=API_KEY, timeout=120, preset_dir=str(tmp_path))
     status = TabLogic(lambda: config).check_server().values["status"]
-    assert "engine `sglang`" in status
+    assert "engine `SGLang (regex)`" in status
 
 
 def test_ctrl_c_stops_sglang_and_leaves_no_process_behind(sglang):
@@ -109,3 +109,5 @@ def test_ctrl_c_stops_sglang_and_leaves_no_process_behind(sglang):
         time.sleep(0.5)
     assert alive(family) == [], f"left behind: {alive(family)}"
     assert time.monotonic() - started < 120
+    # SIGTERM to the server, which drains and stops its scheduler and detokenizer itself
+    assert "SIGTERM received" in sglang.text() and "KeyboardInterrupt" not in sglang.text()

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from style_presets.store import PresetStore
 from tests.support import REPO
 
 EVIL = "<lora:evil:2.0> (masterpiece:1.8) [cat:dog:0.5] BREAK ... AND {red|blue} __wildcard__"
@@ -43,6 +44,11 @@ def test_list_json_shows_three_presets_per_type(run):
 def test_list_table_and_show(run):
     table = run("list").stdout
     assert "newspicgen-comic-person" in table and "built-in" in table
+    rows = {line.split()[0]: line.split() for line in table.splitlines()}
+    assert [rows[f"newspicgen-comic-person{s}"][2] for s in ("", "-sd15", "-flux")] == ["sdxl", "sd15", "flux"]
+    assert rows["ink-wash-sd15"][-3:] == ["needs", "add_detail,", "EasyNegative"]  # opt-in: marked
+    listed = {p["name"]: p for p in json.loads(run("list", "--json").stdout)}
+    assert (listed["ink-wash-nature-sd15"]["base"], listed["ink-wash-nature-sd15"]["needs"]) == ("sd15", [])
     shown = json.loads(run("show", "ink-wash-sd15").stdout)
     assert shown["loras"] == [{"name": "add_detail", "weight": -0.6}]
 
@@ -145,7 +151,7 @@ def test_export_then_import_into_empty_folder_gives_one_preset_per_row(run, tmp_
     into = tmp_path / "imported"
     result = run("import", "--format", "a1111-csv", out, "--into", into, "--replace-builtins")
     assert result.returncode == 0, result.stderr
-    assert len(list(into.glob("*.json"))) == len(rows) == 20
+    assert len(list(into.glob("*.json"))) == len(rows) == len(PresetStore(tmp_path / "none").list())
     again = run("import", "--format", "a1111-csv", out, "--into", into, "--replace-builtins")
     assert again.returncode == 1 and "--overwrite" in again.stderr
 
@@ -181,5 +187,10 @@ def test_import_fooocus_via_cli(run, tmp_path):
     assert run("import", "--format", "fooocus", path, "--into", into, "--family", "fooocus-sai").returncode == 0
     data = json.loads((into / "sai-comic book.json").read_text(encoding="utf-8"))
     assert data["family"] == "fooocus-sai" and data["prompt"] == "comic {prompt} . graphic"
+    assert data["base"] == "sdxl"  # Fooocus styles are SDXL
+    styles = tmp_path / "styles.csv"
+    styles.write_text("name,prompt,negative_prompt\nink,\"ink, {prompt}\",photo\n", encoding="utf-8")
+    assert run("import", "--format", "a1111-csv", styles, "--into", into, "--base", "sd15").returncode == 0
+    assert json.loads((into / "ink.json").read_text(encoding="utf-8"))["base"] == "sd15"
     bad = run("import", "--format", "fooocus", tmp_path / "missing.json", "--into", into)
     assert bad.returncode == 1 and "cannot read" in bad.stderr

@@ -104,6 +104,32 @@ def test_infotext_parses_back(store, en_prompt, en_keyword, preset_name):
     assert params.get("NewsPicGen keyword", "") == " ".join(en_keyword.split())
 
 
+def test_flux_composition_sends_no_negative_prompt_and_the_distilled_cfg(store):
+    request = compose(picture(), store.default_for("2", base="flux"), base="flux")
+    assert request.preset == "newspicgen-comic-person-flux" and request.warnings == []
+    assert request.negative_prompt == "" and "Negative prompt:" not in request.infotext
+    assert request.txt2img_payload()["negative_prompt"] == ""
+    assert (request.settings["cfg_scale"], request.settings["distilled_cfg_scale"]) == (1, 3.5)
+    params = parse_infotext(request.infotext)[2]
+    assert (params["CFG scale"], params["Distilled CFG Scale"], params["Sampler"]) == ("1", "3.5", "Euler")
+    # an SDXL preset on a loaded Flux model: used as asked, without its negative, and said so
+    request = compose(picture(), store.get("newspicgen-comic-person"), base="flux")
+    assert request.negative_prompt == ""
+    assert request.warnings == [
+        "preset 'newspicgen-comic-person' is made for SDXL; Flux is loaded (its size, sampler and CFG may not "
+        "suit it: pick a Flux preset, or leave the preset empty to get one)",
+        "no negative prompt is sent: Flux ignores it (the preset's is left out)"]
+
+
+def test_a_preset_made_for_another_model_is_kept_and_warned_about(store):
+    request = compose(picture(), store.get("newspicgen-comic-person"), base="sd15")
+    assert request.preset == "newspicgen-comic-person" and request.settings["width"] == 1280
+    assert request.negative_prompt and any("is made for SDXL; SD 1.5 is loaded" in w for w in request.warnings)
+    assert compose(picture(), store.get("newspicgen-comic-person-sd15"), base="sd15").warnings == []
+    assert compose(picture(), StylePreset(name="any"), base="sd15").warnings == []  # made for any model
+    assert compose(picture(), store.get("newspicgen-comic-person")).warnings == []  # model unknown
+
+
 def test_loras_and_embeddings_come_from_the_preset_only(store):
     preset = store.get("editorial-photo-sd15")
     request = compose(picture("<lora:other:1> EasyNegative portrait"), preset)

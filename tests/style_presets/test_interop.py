@@ -33,7 +33,7 @@ def test_builtins_round_trip_through_styles_csv(tmp_path):
     assert [row["name"] for row in rows] == store.names()
     comic = next(row for row in rows if row["name"] == "newspicgen-comic-person")
     assert comic["prompt"] == "comic, {prompt} , graphic illustration, comic art, vibrant, chinese people"
-    known = {"EasyNegative"}
+    known = {"EasyNegative", "badhandv4"}  # the negative embeddings the built-ins name
     imported = import_a1111_csv(out, known_embeddings=known)
     assert len(imported) == len(rows)
     for preset in imported:
@@ -80,6 +80,14 @@ def test_import_fooocus(tmp_path):
     assert (presets[0].negative_prompt, presets[0].negative_embeddings) == ("anime, cartoon", ["EasyNegative"])
     assert presets[1].negative_prompt == "" and presets[2].prompt == "{prompt}"
     assert {p.family for p in presets} == {"fooocus"}
+    assert {p.base for p in presets} == {"sdxl"}  # Fooocus runs SDXL only
+
+
+def test_import_sets_base_where_known(tmp_path):
+    path = tmp_path / "styles.csv"
+    path.write_text("name,prompt,negative_prompt\nink,\"ink, {prompt}\",photo\n", encoding="utf-8")
+    assert import_a1111_csv(path)[0].base is None  # a styles.csv does not say: any model
+    assert import_a1111_csv(path, base="sd15")[0].base == "sd15"
 
 
 def test_import_fooocus_wrong_shape(tmp_path):

@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from prompt_server.schema import PictureType
+from style_presets.bases import BASE_CODES
 from style_presets.preset import LoraRef, StylePreset
 from style_presets.store import BUILTIN_DIR, PresetError, PresetNotFound, PresetStore, default_user_dir
 
 FAMILIES = ("newspicgen-comic", "ink-wash", "editorial-photo")
+# 3 families x 3 bases (8 + 4 + 6 presets each) + the 2 opt-in SD 1.5 presets
+FAMILY_PRESETS = 56
 
 
 @pytest.fixture
@@ -20,17 +23,21 @@ def store(tmp_path):
     return PresetStore(tmp_path / "user")
 
 
-def test_builtins_load_cleanly_and_cover_every_type_in_every_family(store):
+def test_builtins_load_cleanly_and_cover_every_type_for_every_base_in_every_family(store):
     assert store.errors == []
-    assert len(store.list()) == len(list(BUILTIN_DIR.glob("*.json")))
+    assert len([p for p in store.list() if p.family in FAMILIES]) == FAMILY_PRESETS
     for family in FAMILIES:
-        for picture_type in PictureType:
-            preset = store.default_for(picture_type.value, family)
-            assert preset.family == family and picture_type.value in preset.types
+        for base in BASE_CODES:
+            for picture_type in PictureType:
+                preset = store.default_for(picture_type.value, family, base)
+                assert (preset.family, preset.base) == (family, base) and picture_type.value in preset.types
+                assert not preset.needs_networks(), f"{preset.name}: a fresh install lacks its LoRA/embedding"
 
 
-def test_builtin_files_are_named_after_their_presets():
-    for path in BUILTIN_DIR.glob("*.json"):
+def test_builtin_single_files_are_named_after_their_presets():
+    singles = [p for p in BUILTIN_DIR.glob("*.json") if not p.name.endswith(".family.json")]
+    assert singles
+    for path in singles:
         assert json.loads(path.read_text(encoding="utf-8"))["name"] == path.stem
 
 
@@ -39,9 +46,9 @@ def test_newspicgen_comic_published_facts(store):
         preset = store.default_for(picture_type.value)
         assert preset.family == "newspicgen-comic"
         assert preset.prompt.startswith("comic, {prompt} , graphic illustration, comic art, vibrant")
-        assert preset.settings.to_dict() == {"steps": 25, "sampler_name": "DPM++ SDE",
-                                             "scheduler": "Karras", "cfg_scale": 7.0,
-                                             "width": 1280, "height": 736, "seed": None}
+        assert preset.base == "sdxl" and preset.settings.set_fields() == {
+            "steps": 25, "sampler_name": "DPM++ SDE", "scheduler": "Karras", "cfg_scale": 7.0,
+            "width": 1280, "height": 736}
     person, crowd = store.default_for("2"), store.default_for("3")
     assert person.prompt.endswith(", chinese people") and crowd.prompt.endswith(", chinese people")
     assert person.negative_prompt.startswith("watermark, text, photograph, deformed, glitch, noisy, "
@@ -55,13 +62,85 @@ def test_newspicgen_comic_published_facts(store):
     assert obj.startswith("((text)), ((numbers)), ((chart)),") and obj.endswith("broken goods")
 
 
-def test_other_families_use_loras_and_embeddings_on_sd15(store):
+def test_the_opt_in_sd15_presets_keep_their_lora_and_embedding(store):
     for name in ("ink-wash-sd15", "editorial-photo-sd15"):
         preset = store.get(name)
         assert [ref.name for ref in preset.loras] == ["add_detail"]
         assert preset.negative_embeddings == ["EasyNegative"]
         assert (preset.settings.width, preset.settings.height) == (768, 512)
+        assert preset.base == "sd15" and preset.needs_networks()
     assert store.get("ink-wash-figures").settings.width == 1216  # SDXL size
+
+
+def test_resolution_by_type_base_and_family(store):
+    assert store.default_for("2").name == "newspicgen-comic-person"  # unknown model: SDXL, as published
+    assert store.default_for("2", base="sdxl").name == "newspicgen-comic-person"
+    assert store.default_for("2", base="sd15").name == "newspicgen-comic-person-sd15"
+    assert store.default_for("2", base="flux").name == "newspicgen-comic-person-flux"
+    assert store.resolve(None, "1", "ink-wash", "sd15").name == "ink-wash-nature-sd15"  # not the LoRA one
+    assert store.resolve(None, "8", "editorial-photo", "flux").name == "editorial-photo-general-flux"
+    # a named preset is kept whatever the loaded model
+    assert store.resolve("newspicgen-comic-person", "2", base="sd15").name == "newspicgen-comic-person"
+
+
+def test_sizes_samplers_and_cfg_suit_each_base(store):
+    for preset in store.list():
+        s = preset.settings
+        if preset.base == "sd15":
+            assert max(s.width, s.height) <= 768 and s.cfg_scale >= 5, preset.name
+        elif preset.base == "sdxl":
+            assert s.width * s.height >= 880_000, preset.name
+        elif preset.base == "flux":
+            assert (s.cfg_scale, s.sampler_name, s.scheduler) == (1.0, "Euler", "Simple"), preset.name
+            assert s.distilled_cfg_scale and not preset.negative_prompt, preset.name
+            assert s.width % 16 == 0 and s.height % 16 == 0, preset.name
+
+
+def test_a_family_without_bases_and_old_files_without_base_still_load_and_serve_any_model(tmp_path):
+    old = StylePreset(name="old").to_dict()
+    del old["base"], old["settings"]["distilled_cfg_scale"]  # a file saved before bases existed
+    (tmp_path / "old.json").write_text(json.dumps({**old, "family": "mine", "types": ["2"]}), encoding="utf-8")
+    store = PresetStore(tmp_path)
+    assert store.errors == [] and store.get("old").base is None
+    for base in (None, *BASE_CODES):
+        assert store.resolve(None, "2", "mine", base).name == "old"
+
+
+def test_a_mixed_user_family_prefers_the_base_then_any_then_the_others(tmp_path):
+    store = PresetStore(tmp_path)
+    store.save(StylePreset(name="xl", family="mine", base="sdxl", types=["2"]))
+    store.save(StylePreset(name="generic", family="mine", types=["2"]))
+    assert store.default_for("2", "mine", "sdxl").name == "xl"
+    assert store.default_for("2", "mine", "sd15").name == "generic"
+    assert store.default_for("2", "mine").name == "xl"  # unknown model: SDXL first
+    store.delete("generic")
+    assert store.default_for("2", "mine", "flux").name == "xl"  # nothing closer; compose() warns
+
+
+def test_base_values_are_checked_and_aliases_accepted():
+    assert StylePreset(name="t", base="SD 1.5").base == "sd15"
+    assert StylePreset(name="t", base="xl").base == "sdxl"
+    assert StylePreset(name="t", base="").base is None
+    with pytest.raises(ValueError, match="unknown base 'sd3'; use one of sd15, sdxl, flux"):
+        StylePreset(name="t", base="sd3")
+
+
+def test_a_broken_family_file_is_reported_and_its_good_entries_load(tmp_path):
+    builtin = tmp_path / "builtin"
+    builtin.mkdir()
+    family = {"family": "f", "bases": {"sd15": {"name_suffix": "-sd15", "settings": {"width": 512, "height": 512}},
+                                       "sd9": {"settings": {}}},
+              "presets": [{"name": "good", "types": ["1"], "prompt": "{prompt}, x", "negative_prompt": "n"},
+                          {"name": "bad", "types": ["1"], "prompt": "no placeholder"}]}
+    (builtin / "f.family.json").write_text(json.dumps(family), encoding="utf-8")
+    store = PresetStore(tmp_path / "user", builtin_dir=builtin, default_family="f")
+    assert store.names() == ["good-sd15"] and store.get("good-sd15").base == "sd15"
+    assert {e.field for e in store.errors} == {"bases.sd9", "presets[1] (sd15).prompt"}
+    # a family file in the user folder is refused by name, not read as a broken preset
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "f.family.json").write_text(json.dumps(family), encoding="utf-8")
+    store = PresetStore(tmp_path / "user", builtin_dir=builtin, default_family="f")
+    assert any("family files are read from the built-in folder only" in str(e) for e in store.errors)
 
 
 def test_default_prefers_the_most_specific_preset(store):
@@ -76,7 +155,7 @@ def test_resolve(store):
     store.save(StylePreset(name="only-people", family="tiny", types=["2"]))
     assert store.resolve(None, "2", "tiny").name == "only-people"
     assert store.resolve(None, "5", "tiny").name == "newspicgen-comic-building"  # global fallback
-    with pytest.raises(PresetNotFound, match="no preset family 'nope'; available: editorial-photo"):
+    with pytest.raises(PresetNotFound, match="no preset family 'nope'; available: .*editorial-photo"):
         store.resolve(None, "2", "nope")
     with pytest.raises(PresetNotFound, match="no preset named 'missing'; available: .*ink-wash-sd15"):
         store.resolve("missing", "2")
@@ -95,9 +174,8 @@ def test_save_is_atomic_keeps_previous_version_and_overrides_builtin(store, tmp_
     assert backup["negative_prompt"] == "my own negative"
     assert sorted(p.name for p in (tmp_path / "user").iterdir()) == [
         "newspicgen-comic-person.json", "newspicgen-comic-person.json.bak"]  # no temp files left
-    # the built-in file itself is untouched
-    assert json.loads((BUILTIN_DIR / "newspicgen-comic-person.json").read_text())["negative_prompt"] \
-        == builtin.negative_prompt
+    # the built-in itself is untouched
+    assert PresetStore(tmp_path / "elsewhere").get(mine.name).negative_prompt == builtin.negative_prompt
 
 
 def test_invalid_preset_is_refused_and_nothing_changes(store, tmp_path):
@@ -149,7 +227,7 @@ def test_broken_files_are_reported_by_path_and_field_and_the_rest_loads(tmp_path
     (user / "badfield.json").write_text(json.dumps(broken), encoding="utf-8")
     (user / "renamed.json").write_text(StylePreset(name="original").to_json(), encoding="utf-8")
     store = PresetStore(user)
-    assert "good" in store.names() and len(store.names()) == 1 + len(list(BUILTIN_DIR.glob("*.json")))
+    assert "good" in store.names() and len(store.names()) == 1 + len(store.builtin_names())
     messages = [str(e) for e in store.errors]
     assert any(m.startswith(f"{user / 'badjson.json'}: (file): not valid JSON") for m in messages)
     fields = {e.field for e in store.errors if e.path == str(user / "badfield.json")}

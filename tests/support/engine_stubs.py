@@ -5,7 +5,7 @@ copied in shape from their sources), and `/v1/chat/completions` like a server
 that enforces only its own constraint field: a request carrying that field
 gets a valid NewsPicGen answer, any other gets unconstrained prose, the way
 vLLM answers SGLang's ignored `regex`. Every request body is recorded in
-`server.requests`. Tests that use them say so in their names (`..._stub_<kind>`).
+`server.requests`, every GET path in `server.gets`. Tests that use them say so in their names (`..._stub_<kind>`).
 The real vLLM and llama.cpp servers are tested in test_vllm_integration.py /
 test_llamacpp_integration.py when their harnesses are installed.
 """
@@ -55,7 +55,7 @@ STUBS: Dict[str, Tuple[Dict[str, Route], Callable[[Dict[str, Any]], bool], Tuple
     "sglang": ({
         "/health": (200, b""),
         "/v1/models": (200, _models("sglang", root="/models/newspicgen", max_model_len=32768)),
-        "/get_server_info": (200, {"model_path": "/models/newspicgen", "tokenizer_path": "/models/newspicgen",
+        "/server_info": (200, {"model_path": "/models/newspicgen", "tokenizer_path": "/models/newspicgen",
                                    "grammar_backend": "llguidance", "version": "0.5.18"}),
     }, _has_regex, ("/health",)),
     "vllm": ({
@@ -107,6 +107,7 @@ def stub_server(kind: str, *, api_key: Optional[str] = None, delay: float = 0.0)
     the real server guards answer 401 without it; `delay` seconds before every answer."""
     routes, honours, open_paths = STUBS[kind]
     requests: List[Dict[str, Any]] = []
+    gets: List[str] = []
 
     class Handler(QuietHandler):
         def _refused(self) -> bool:
@@ -117,6 +118,7 @@ def stub_server(kind: str, *, api_key: Optional[str] = None, delay: float = 0.0)
             return True
 
         def do_GET(self):
+            gets.append(self.path)
             time.sleep(delay)
             if self._refused():
                 return
@@ -137,4 +139,5 @@ def stub_server(kind: str, *, api_key: Optional[str] = None, delay: float = 0.0)
 
     server = LoopbackServer(Handler)
     server.requests = requests  # type: ignore[attr-defined]
+    server.gets = gets  # type: ignore[attr-defined]
     return server

@@ -191,3 +191,11 @@ class Watched:
             if time.monotonic() > deadline:
                 raise LookupError(f"{selector} does not offer {value!r} (it offers {texts})")
             self.page.wait_for_timeout(1000)
+
+
+def slow_event_outputs(config: dict) -> set:
+    """elem_ids of the components that a queued event (one that shows a busy overlay on its
+    outputs while it runs, as Generate does) updates, from a gradio 3.41 / 4.40 /config."""
+    ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    return {ids.get(output) for dependency in config["dependencies"] if dependency.get("queue") is not False
+            and (dependency.get("backend_fn", True)) for output in dependency.get("outputs", [])} - {None}
