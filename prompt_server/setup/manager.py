@@ -516,10 +516,10 @@ class ServerManager:
             time.sleep(0.5)
         if self._stopping or self._process is not process:
             return
-        self.files.update(state="running", step=None, progress=None, owner_pid=None, error=None)
-        self.files.log(f"the server is running at {url} (process {process.pid})")
-        if self.on_running is not None:
+        if self.on_running is not None:  # before "running": whoever sees it running finds the WebUI pointed at it
             try:
                 self.on_running(url)
             except Exception as exc:  # pointing the WebUI at it is a convenience; the server runs anyway
                 self.files.log(f"could not point the WebUI at {url}: {exc}")
+        self.files.update(state="running", step=None, progress=None, owner_pid=None, error=None)
+        self.files.log(f"the server is running at {url} (process {process.pid})")
