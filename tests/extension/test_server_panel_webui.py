@@ -12,6 +12,7 @@ runs with PIP_NO_INDEX=1, so the setup's real pip run finds everything installed
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -82,6 +83,11 @@ class WebUI:
         if self.process is not None:
             stop_webui(self.process)
             self.process = None
+
+    def saved_settings(self) -> dict:
+        """The WebUI's saved settings (config.json): Forge's /sdapi/v1/options lists only the
+        options it knew before extensions added theirs, so it never shows ours."""
+        return json.loads((self.data_dir / "config.json").read_text(encoding="utf-8"))
 
     def server(self) -> dict:
         status, body = call(self.base, "/newspicgen/v1/server?probe=false", timeout=60)
@@ -160,9 +166,7 @@ def test_set_up_from_the_panel_generate_stop_then_start_with_the_webui(kind, bro
         status = webui.server()
         pid = status["pid"]
         assert status["state"] == "running" and our_servers(webui.data_dir) == [pid]
-        _, options = call(webui.base, "/sdapi/v1/options")
-        # Forge keeps no entry for a setting at its default (http://127.0.0.1:30000, the server's usual port)
-        in_use = options.get("newspicgen_server_url", DEFAULT_SERVER_URL)
+        in_use = webui.saved_settings().get("newspicgen_server_url", DEFAULT_SERVER_URL)
         assert in_use == status["url"], "the WebUI points at the new server"
         generate_works(page)
 
@@ -231,9 +235,8 @@ def test_a_running_engine_on_a_probed_port_is_found_and_use_makes_generate_work(
         page.click("#newspicgen_server_use")
         page.wait_for_function("document.querySelector('#newspicgen_server_state').innerText.includes('Using')",
                                timeout=60_000)
-        _, options = call(webui.base, "/sdapi/v1/options")
-        # Forge keeps no entry for a setting at its default: the engine may be on 30000, the default URL
-        assert options.get("newspicgen_server_url", DEFAULT_SERVER_URL) == url and options["newspicgen_mode"] == "regex"
+        saved = webui.saved_settings()
+        assert saved.get("newspicgen_server_url", DEFAULT_SERVER_URL) == url and saved["newspicgen_mode"] == "regex"
         generate_works(page)
         ours = [line for line in watched.console if "newspicgen" in line.lower()]
         assert not ours and not watched.failed, (ours, watched.failed)
