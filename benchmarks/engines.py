@@ -22,7 +22,8 @@ regex for the local engine and SGLang (`regex`) and vLLM (`structured_outputs`),
 the equivalent bounded JSON schema for llama.cpp (its `json_object` + schema).
 
 Columns: prefill = time to the first streamed token of one request;
-decode = (last token - first token) / (tokens - 1) of that request;
+decode = (last token - first token) / (tokens - 1) of that request (tokens: the
+stream's usage; llama-cpp-python sends none, so its content chunks, one per token);
 passes/article and tokens/article over the concurrency-1 run (the local
 engine counts its forward passes in /metrics; the others run one pass per
 token); ms/pass = decode time / decode passes; floor = bytes of weights one
@@ -268,7 +269,7 @@ def one_streamed(engine: Engine, url: str, chat: List[dict]) -> Dict[str, float]
     passes_before = forward_passes(url) if engine.counts_passes else None
     begin = time.perf_counter()
     first = last = None
-    tokens, text = 0, ""
+    tokens, chunks, text = 0, 0, ""
     with requests.post(url + "/v1/chat/completions", json=body(engine, chat, True), stream=True,
                        timeout=1800) as r:
         r.raise_for_status()
@@ -282,7 +283,11 @@ def one_streamed(engine: Engine, url: str, chat: List[dict]) -> Dict[str, float]
                 now = time.perf_counter()
                 first = first or now
                 last = now
+                chunks += 1
                 text += chunk["choices"][0]["delta"]["content"]
+    # llama-cpp-python ignores stream_options (no usage chunk) but streams one chunk per generated token
+    # (it joins tokens only to complete a UTF-8 character or to hold back a stop-sequence prefix)
+    tokens = tokens or chunks
     assert first and last and tokens > 1, "no streamed tokens"
     check_answer(text)
     passes = tokens if passes_before is None else forward_passes(url) - passes_before  # type: ignore[operator]
