@@ -13,7 +13,7 @@ alone on the machine, the way its users start it:
 - sglang:   `python -m prompt_server serve --engine sglang --device cpu` (SGLang's CPU engine)
 - vllm:     `python -m vllm.entrypoints.openai.api_server` from its own venv (llguidance backend)
 - llamacpp: `python -m llama_cpp.server` on a bf16 GGUF converted from the same folder (the converter comes
-  from llama-cpp-python's sdist)
+  from llama-cpp-python's sdist), with `--n_threads` = the CPU count like torch (its default is half)
 
 Each request is a NewsPicGen instruction from examples/news.jsonl with our
 output constraint, string bounds tightened so that a random model's answer
@@ -217,7 +217,10 @@ def plan(args, model: Path, port: int) -> List[object]:
                     out.append(f"llamacpp: skipped (GGUF conversion failed: {done.stderr.strip()[-300:]})")
                     continue
             out.append(Engine(name, [python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias",
-                                     "newspicgen", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
+                                     "newspicgen", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+                                     # its default decode threads are cpu_count // 2 (it assumes two
+                                     # hyperthreads a core); torch decodes on every core
+                                     "--n_threads", str(os.cpu_count() or 1)],
                               constraint=lambda: {"response_format": {"type": "json_object",
                                                                       "schema": bounded_schema()}}))
         else:
