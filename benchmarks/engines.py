@@ -19,7 +19,8 @@ Each request is a NewsPicGen instruction from examples/news.jsonl with our
 output constraint, string bounds tightened so that a random model's answer
 stays short (the constrained path is what is measured, not the model): the
 regex for the local engine and SGLang (`regex`) and vLLM (`structured_outputs`),
-the equivalent bounded JSON schema for llama.cpp (its `json_object` + schema).
+the equivalent bounded JSON schema for llama.cpp (its `json_object` + schema, with
+the JSON-string patterns NewsPicGen's client adds for it).
 
 Columns: prefill = time to the first streamed token of one request;
 decode = (last token - first token) / (tokens - 1) of that request (tokens: the
@@ -52,6 +53,7 @@ sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
 
+from prompt_server.client import constraint_fields  # noqa: E402
 from prompt_server.instruction import News, build_instruction  # noqa: E402
 from prompt_server.schema import FIELD_ORDER, output_json_schema, output_regex  # noqa: E402
 from prompt_server.sglang_launch import probe, sglang_python  # noqa: E402
@@ -221,8 +223,10 @@ def plan(args, model: Path, port: int) -> List[object]:
                                      # its default decode threads are cpu_count // 2 (it assumes two
                                      # hyperthreads a core); torch decodes on every core
                                      "--n_threads", str(os.cpu_count() or 1)],
-                              constraint=lambda: {"response_format": {"type": "json_object",
-                                                                      "schema": bounded_schema()}}))
+                              # what NewsPicGen's client sends it: json_object + the schema with a JSON-string
+                              # pattern per string (its schema converter lets raw control characters in)
+                              constraint=lambda: constraint_fields("json_object", "", bounded_schema(),
+                                                                   "newspicgen")))
         else:
             out.append(f"{name}: unknown engine")
     return out
