@@ -13,16 +13,18 @@ alone on the machine, the way its users start it:
 - sglang:   `python -m prompt_server serve --engine sglang --device cpu` (SGLang's CPU engine)
 - vllm:     `python -m vllm.entrypoints.openai.api_server` from its own venv (llguidance backend)
 - llamacpp: `python -m llama_cpp.server` on a bf16 GGUF converted from the same folder (the converter comes
-  from llama-cpp-python's sdist)
+  from llama-cpp-python's sdist), with `--n_threads` = the CPU count like torch (its default is half)
 
 Each request is a NewsPicGen instruction from examples/news.jsonl with our
 output constraint, string bounds tightened so that a random model's answer
 stays short (the constrained path is what is measured, not the model): the
 regex for the local engine and SGLang (`regex`) and vLLM (`structured_outputs`),
-the equivalent bounded JSON schema for llama.cpp (its `json_object` + schema).
+the equivalent bounded JSON schema for llama.cpp (its `json_object` + schema, with
+the JSON-string patterns NewsPicGen's client adds for it).
 
 Columns: prefill = time to the first streamed token of one request;
-decode = (last token - first token) / (tokens - 1) of that request;
+decode = (last token - first token) / (tokens - 1) of that request (tokens: the
+stream's usage; llama-cpp-python sends none, so its content chunks, one per token);
 passes/article and tokens/article over the concurrency-1 run (the local
 engine counts its forward passes in /metrics; the others run one pass per
 token); ms/pass = decode time / decode passes; floor = bytes of weights one
@@ -51,6 +53,7 @@ sys.path.insert(0, str(REPO))
 
 import requests  # noqa: E402
 
+from prompt_server.client import constraint_fields  # noqa: E402
 from prompt_server.instruction import News, build_instruction  # noqa: E402
 from prompt_server.schema import FIELD_ORDER, output_json_schema, output_regex  # noqa: E402
 from prompt_server.sglang_launch import probe, sglang_python  # noqa: E402
@@ -216,9 +219,14 @@ def plan(args, model: Path, port: int) -> List[object]:
                     out.append(f"llamacpp: skipped (GGUF conversion failed: {done.stderr.strip()[-300:]})")
                     continue
             out.append(Engine(name, [python, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias",
-                                     "newspicgen", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
-                              constraint=lambda: {"response_format": {"type": "json_object",
-                                                                      "schema": bounded_schema()}}))
+                                     "newspicgen", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+                                     # its default decode threads are cpu_count // 2 (it assumes two
+                                     # hyperthreads a core); torch decodes on every core
+                                     "--n_threads", str(os.cpu_count() or 1)],
+                              # what NewsPicGen's client sends it: json_object + the schema with a JSON-string
+                              # pattern per string (its schema converter lets raw control characters in)
+                              constraint=lambda: constraint_fields("json_object", "", bounded_schema(),
+                                                                   "newspicgen")))
         else:
             out.append(f"{name}: unknown engine")
     return out
@@ -268,7 +276,7 @@ def one_streamed(engine: Engine, url: str, chat: List[dict]) -> Dict[str, float]
     passes_before = forward_passes(url) if engine.counts_passes else None
     begin = time.perf_counter()
     first = last = None
-    tokens, text = 0, ""
+    tokens, chunks, text = 0, 0, ""
     with requests.post(url + "/v1/chat/completions", json=body(engine, chat, True), stream=True,
                        timeout=1800) as r:
         r.raise_for_status()
@@ -282,7 +290,11 @@ def one_streamed(engine: Engine, url: str, chat: List[dict]) -> Dict[str, float]
                 now = time.perf_counter()
                 first = first or now
                 last = now
+                chunks += 1
                 text += chunk["choices"][0]["delta"]["content"]
+    # llama-cpp-python ignores stream_options (no usage chunk) but streams one chunk per generated token
+    # (it joins tokens only to complete a UTF-8 character or to hold back a stop-sequence prefix)
+    tokens = tokens or chunks
     assert first and last and tokens > 1, "no streamed tokens"
     check_answer(text)
     passes = tokens if passes_before is None else forward_passes(url) - passes_before  # type: ignore[operator]
