@@ -20,11 +20,28 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from prompt_server.defaults import DEFAULT_HOST
 
 STOP_GRACE_S = 20.0  # what a server gets to stop its own workers before its group is signalled
+
+
+def engine_python(cli_value: Optional[str], env_name: str, environ: Optional[Dict[str, str]] = None) -> str:
+    """The python of the environment a server lives in: the flag, else its variable, else ours."""
+    env = os.environ if environ is None else environ
+    return cli_value or env.get(env_name, "").strip() or sys.executable
+
+
+def ask_python(python: str, script: str) -> Dict[str, Any]:
+    """What `script` prints as JSON on its last line when `python` runs it; {} for a python
+    that does not run (or does not answer), so a missing install reads as 'not there'."""
+    try:
+        result = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=60)
+        found = json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 class LaunchError(Exception):

@@ -11,9 +11,7 @@ it cannot parse takes the whole server down.
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,9 @@ from typing import Dict, List, Optional, Sequence
 from prompt_server.child_processes import (
     Children,
     LaunchError,
+    ask_python,
     base_url,
+    engine_python,
     restore_signal_handlers,
     serve_until_stopped,
     wait_until_serving,
@@ -51,16 +51,11 @@ class LlamaCppInstall:
 
 
 def llamacpp_python(cli_value: Optional[str] = None, environ: Optional[Dict[str, str]] = None) -> str:
-    env = os.environ if environ is None else environ
-    return cli_value or env.get(ENV_LLAMACPP_PYTHON, "").strip() or sys.executable
+    return engine_python(cli_value, ENV_LLAMACPP_PYTHON, environ)
 
 
 def probe(python: str) -> LlamaCppInstall:
-    try:
-        result = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60)
-        found = json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else {}
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
-        found = {}
+    found = ask_python(python, _PROBE)
     return LlamaCppInstall(python, found.get("version"), bool(found.get("server")))
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,9 @@ from typing import Dict, List, Optional, Sequence
 from prompt_server.child_processes import (
     Children,
     LaunchError,
+    ask_python,
     base_url,
+    engine_python,
     free_port,
     restore_signal_handlers,
     serve_until_stopped,
@@ -58,17 +59,12 @@ class SGLangInstall:
 
 
 def sglang_python(cli_value: Optional[str] = None, environ: Optional[Dict[str, str]] = None) -> str:
-    env = os.environ if environ is None else environ
-    return cli_value or env.get(ENV_SGLANG_PYTHON, "").strip() or sys.executable
+    return engine_python(cli_value, ENV_SGLANG_PYTHON, environ)
 
 
 def probe(python: str) -> SGLangInstall:
     """Ask `python` what it has; a python that does not run counts as 'no SGLang'."""
-    try:
-        result = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60)
-        found = json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else {}
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
-        found = {}
+    found = ask_python(python, _PROBE)
     return SGLangInstall(python, found.get("sglang"), bool(found.get("cpu_kernel")), bool(found.get("router")))
 
 

@@ -10,9 +10,7 @@ SGLang's `regex` and the old `guided_regex`.
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -20,7 +18,9 @@ from typing import Dict, List, Optional, Sequence
 from prompt_server.child_processes import (
     Children,
     LaunchError,
+    ask_python,
     base_url,
+    engine_python,
     restore_signal_handlers,
     serve_until_stopped,
     wait_until_healthy,
@@ -55,17 +55,12 @@ class VLLMInstall:
 
 
 def vllm_python(cli_value: Optional[str] = None, environ: Optional[Dict[str, str]] = None) -> str:
-    env = os.environ if environ is None else environ
-    return cli_value or env.get(ENV_VLLM_PYTHON, "").strip() or sys.executable
+    return engine_python(cli_value, ENV_VLLM_PYTHON, environ)
 
 
 def probe(python: str) -> VLLMInstall:
     """Ask `python` what it has; a python that does not run counts as 'no vLLM'."""
-    try:
-        result = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True, timeout=60)
-        found = json.loads(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 else {}
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
-        found = {}
+    found = ask_python(python, _PROBE)
     return VLLMInstall(python, found.get("vllm"), bool(found.get("cpu_build")))
 
 
