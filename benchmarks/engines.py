@@ -28,7 +28,8 @@ stream's usage; llama-cpp-python sends none, so its content chunks, one per toke
 passes/article and tokens/article over the concurrency-1 run (the local
 engine counts its forward passes in /metrics; the others run one pass per
 token); ms/pass = decode time / decode passes; floor = bytes of weights one
-pass reads / measured read bandwidth; articles/min at each concurrency.
+pass reads / read bandwidth (the faster of two probes, one before the engines and one after; the
+load drifts); articles/min at each concurrency.
 Engines that are not installed are listed with the reason and skipped.
 """
 from __future__ import annotations
@@ -343,47 +344,60 @@ def main() -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     print(f"read bandwidth {bandwidth:.1f} GB/s; load average {os.getloadavg()}", flush=True)
-    rows: List[str] = []
+    results: List[object] = []  # per engine: its figures (dict), or a 'name: why' line
     for engine in plan(args, model, port):
         if isinstance(engine, str):
             print(engine, flush=True)
-            rows.append(f"| {engine.split(':')[0]} | {engine.split(': ', 1)[1]} |")
+            results.append(engine)
             continue
         assert isinstance(engine, Engine)
         try:
             process = start(engine, url)
         except RuntimeError as exc:
             print(f"{engine.name}: failed to start: {exc}", flush=True)
-            rows.append(f"| {engine.name} | failed to start (see the run's output) |")
+            results.append(f"{engine.name}: failed to start (see the run's output)")
             continue
         try:
             one_streamed(engine, url, chats[0])  # warm-up: grammar compile, first allocations
             timing = [one_streamed(engine, url, chat) for chat in chats[:2]]
             row = {key: statistics.median(t[key] for t in timing) for key in timing[0]}
-            floor_ms = bytes_per_pass(engine.bits) / bandwidth / 1e6
             runs = {level: articles_per_minute(engine, url, chats, level) for level in levels}
-            c1 = runs[levels[0]]
-            line = (f"| {engine.name} | {row['prefill_ms']:.0f} | {row['decode_ms_per_token']:.0f} | "
-                    f"{c1['passes']:.1f} / {c1['tokens']:.1f} | {row['decode_ms_per_pass']:.0f} | {floor_ms:.0f} | "
-                    f"{row['decode_ms_per_pass'] / floor_ms:.2f} | "
-                    + " | ".join(f"{runs[level]['per_min']:.2f}" for level in levels) + " |")
-            print(line, f"load {os.getloadavg()[0]:.1f}", flush=True)
-            rows.append(line)
+            results.append({"engine": engine, "row": row, "runs": runs})
+            print(table_row(engine, row, runs, levels, bandwidth), f"load {os.getloadavg()[0]:.1f}", flush=True)
         except Exception as exc:  # one engine's failure is a row, not the end of the run
             print(f"{engine.name}: failed: {type(exc).__name__}: {exc}", flush=True)
-            rows.append(f"| {engine.name} | failed: {type(exc).__name__}: {str(exc)[:120]} |")
+            results.append(f"{engine.name}: failed: {type(exc).__name__}: {str(exc)[:120]}")
         finally:
             process.send_signal(2)
             try:
                 process.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 stop_process(process)
-    print(f"\nread bandwidth {bandwidth:.1f} GB/s; load average at the end {os.getloadavg()}")
+    # the floor takes the fastest read seen, before or after the engines: the machine's load drifts
+    bandwidth_end = read_bandwidth_gbs()
+    best = max(bandwidth, bandwidth_end)
+    print(f"\nread bandwidth {bandwidth:.1f} GB/s at the start, {bandwidth_end:.1f} GB/s at the end: floor at "
+          f"{best:.1f} GB/s; load average at the end {os.getloadavg()}")
     print("| engine | prefill ms | decode ms/token | passes / tokens per article | ms/pass | floor ms | "
           "ratio to floor | " + " | ".join(f"articles/min c{level}" for level in levels) + " |")
     print("|---" * (7 + len(levels)) + "|")
-    print("\n".join(rows))
+    for result in results:
+        if isinstance(result, str):
+            print(f"| {result.split(':')[0]} | {result.split(': ', 1)[1]} |")
+        else:
+            assert isinstance(result, dict)
+            print(table_row(result["engine"], result["row"], result["runs"], levels, best))
     return 0
+
+
+def table_row(engine: Engine, row: Dict[str, float], runs: Dict[int, Dict[str, float]], levels: List[int],
+              bandwidth: float) -> str:
+    floor_ms = bytes_per_pass(engine.bits) / bandwidth / 1e6
+    c1 = runs[levels[0]]
+    return (f"| {engine.name} | {row['prefill_ms']:.0f} | {row['decode_ms_per_token']:.0f} | "
+            f"{c1['passes']:.1f} / {c1['tokens']:.1f} | {row['decode_ms_per_pass']:.0f} | {floor_ms:.0f} | "
+            f"{row['decode_ms_per_pass'] / floor_ms:.2f} | "
+            + " | ".join(f"{runs[level]['per_min']:.2f}" for level in levels) + " |")
 
 
 if __name__ == "__main__":

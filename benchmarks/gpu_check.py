@@ -219,7 +219,7 @@ def main() -> int:
         if device.type == "cuda":
             row("peak VRAM", f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB", "weights + KV + activations")
 
-        scheduler = Scheduler(generator, keep_alive=1.0)
+        scheduler = Scheduler(lambda: generator, keep_alive=1.0)
         try:
             allocated = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
             deadline = time.monotonic() + 60

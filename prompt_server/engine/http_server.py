@@ -34,15 +34,18 @@ def build_service(model: str, *, source: str = "auto", device: str = "auto", dty
                   api_key: Optional[str] = None, limits: Optional[ServerLimits] = None,
                   keep_alive: Optional[float] = None, prefix_cache_tokens: int = 4096,
                   jump_forward: bool = True) -> EngineService:
-    """Load the model and start the scheduler thread (the slow part of `serve --engine local`)."""
+    """Start the scheduler thread and load the model in it (the slow part of `serve --engine local`)."""
     from .model_loader import load_model
 
     limits = limits or ServerLimits()
-    loaded = load_model(model, source=source, device=device, dtype=dtype, context_length=context_length,
-                        quantize=quantize)
-    generator = Generator(loaded, max_batch_size=max_batch_size, jump_forward=jump_forward,
-                          prefix_cache_tokens=prefix_cache_tokens)
-    scheduler = Scheduler(generator, max_waiting=max_waiting, keep_alive=keep_alive)
+
+    def load() -> Generator:
+        loaded = load_model(model, source=source, device=device, dtype=dtype, context_length=context_length,
+                            quantize=quantize)
+        return Generator(loaded, max_batch_size=max_batch_size, jump_forward=jump_forward,
+                         prefix_cache_tokens=prefix_cache_tokens)
+
+    scheduler = Scheduler(load, max_waiting=max_waiting, keep_alive=keep_alive)
     return EngineService(scheduler, served_model_name=served_model_name, api_key=api_key,
                          max_body_bytes=limits.max_body_bytes, body_timeout=limits.body_timeout)
 

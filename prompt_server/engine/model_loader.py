@@ -131,6 +131,12 @@ def load_model(model: str, *, source: str = "auto", device: str = "auto", dtype:
         raise ModelLoadError(f"cannot load model {model!r}: the folder has no config.json "
                              f"(point --model at the folder holding the model's files)")
     dev = pick_device(device)
+    if dev.type == "cpu" and sys.platform.startswith("linux"):
+        # torch's CPU allocator puts tensors of 2 MiB and more on transparent huge pages when this is set
+        # (read at its first large allocation, so before the weights; THP_MEM_ALLOC_ENABLE=0 opts out).
+        # A decode step reads every weight once: 151 ms with 4 KiB pages, 133 ms with 2 MiB ones
+        # (bf16 Qwen2.5-1.5B, 2-core CPU; docs/performance.md).
+        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     torch_dtype = pick_dtype(dtype, dev)
     quantize = pick_weight_format(quantize, dev, torch_dtype)
     try:
