@@ -12,7 +12,8 @@ read per step / measured read bandwidth):
 - linears         : only the step's linear layers (F.linear, M=1): the part bound by weight bytes
 - linears packed  : the same through oneDNN with weights prepacked in its blocked layout
 - linears fused   : q/k/v as one GEMV and gate/up as one (fewer, larger calls)
-- step packed     : the whole step with every linear prepacked (what the engine would ship)
+- step packed     : the whole step as the engine ships it on a CPU (`--quantize auto`: every linear
+                    prepacked, gate/up as one matrix)
 - step compiled   : torch.compile(mode="max-autotune-no-cudagraphs") of the step (--compile; slow to build)
 - int8 / int4     : the step with the engine's --quantize linears
 
@@ -33,34 +34,16 @@ from typing import Callable, Dict, List
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# as the engine's load_model does: tensors of 2 MiB and more on transparent huge pages (before torch allocates)
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks.constraint_overhead import random_qwen_1_5b  # noqa: E402
 from benchmarks.engines import read_bandwidth_gbs  # noqa: E402
+from prompt_server.engine.prepack import prepack_linears  # noqa: E402
 from prompt_server.engine.quant import Int4Linear, Int8Linear, quantize_int4, quantize_int8  # noqa: E402
-
-
-class PackedLinear(nn.Module):
-    """nn.Linear through oneDNN with the weight reordered once into its blocked layout (bf16, CPU)."""
-
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        self.out_features = linear.out_features
-        self.weight = nn.Parameter(torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1),
-                                   requires_grad=False)
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
-
-
-def replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> nn.Module:
-    for name, module in list(model.named_modules()):
-        if isinstance(module, nn.Linear):
-            parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, child, make(module))
-    return model
 
 
 def step_bytes(model: nn.Module) -> int:
@@ -165,7 +148,8 @@ def main() -> int:
         "linears fused": linears_only(model, fuse=True),
     }
     floors = {name: bf16_bytes for name in variants}
-    packed = replace_linears(copy.deepcopy(model), PackedLinear)
+    packed = copy.deepcopy(model)
+    prepack_linears(packed)
     variants["step packed"], floors["step packed"] = decode_step(packed, args.context), bf16_bytes
     if args.compile:
         compiled = torch.compile(model, mode="max-autotune-no-cudagraphs", dynamic=False)
