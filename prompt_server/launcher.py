@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     local.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
                        help="auto: bfloat16 on CUDA and on CPUs with bf16 kernels (AVX-512/AMX), else float32")
     local.add_argument("--quantize", choices=("auto", "none", "bf16-packed", "int8", "int4"), default="auto",
-                       help="weight format: auto (bf16 on a CPU: prepacked for oneDNN, about twice as fast; "
+                       help="weight format: auto (bf16 on a CPU: prepacked for oneDNN, 1.5-2x as fast; "
                             "else the dtype's own), none (torch's own linears), int8 / int4 (weight-only, "
                             "slightly / clearly different output, opt-in; int4 CPU only); see docs/performance.md")
     local.add_argument("--keep-alive", default="-1", metavar="DURATION",
