@@ -28,7 +28,11 @@ fails the rows of that step (there is no way to tell which row caused it).
 
 Sampling draws exactly one uniform number per sampled token from the
 sequence's own seeded generator (inverse-CDF sampling), so a seed gives the
-same answer whether the request runs alone or batched with others.
+same answer whether the request runs alone or batched with others, as far
+as the kernels round alike. In float32 they do. bf16 matrix products round
+differently for different row counts (a batch, a prefill of only the
+uncached part), and a near-flat distribution then samples another token
+(docs/performance.md).
 """
 from __future__ import annotations
 
