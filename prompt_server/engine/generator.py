@@ -29,10 +29,10 @@ fails the rows of that step (there is no way to tell which row caused it).
 Sampling draws exactly one uniform number per sampled token from the
 sequence's own seeded generator (inverse-CDF sampling), so a seed gives the
 same answer whether the request runs alone or batched with others, as far
-as the kernels round alike. In float32 they do. bf16 matrix products round
-differently for different row counts (a batch, a prefill of only the
-uncached part), and a near-flat distribution then samples another token
-(docs/performance.md).
+as the kernels round alike: they do on the small test model (the tests check
+it). At the 1.5B model's widths, bf16 matrix products of different row
+counts (a batch, a prefill of only the uncached part) round differently, and
+a near-flat distribution then samples another token (docs/performance.md).
 """
 from __future__ import annotations
 
