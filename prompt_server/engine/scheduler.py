@@ -3,9 +3,9 @@
 That thread also loads the model: every torch call of the process then runs in
 one thread. Measured on a 2-core CPU: a bf16 decode step took 153 ms in a
 thread other than the one that loaded the model, against 133 ms in the same
-thread (a second OpenMP thread pool; with more OpenMP threads than cores,
-libgomp stops letting its idle workers spin, so every op waits for them to
-wake up).
+thread. Two threads make two OpenMP pools; the timings match libgomp's rule
+that idle workers stop spinning once it has more threads than cores, so every
+op waits for its workers to wake (OMP_WAIT_POLICY=passive is as slow).
 
 Each loop iteration admits whatever is waiting (up to the free batch slots)
 and runs one Generator.step, so a new request joins at the next decode step
