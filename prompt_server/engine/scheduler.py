@@ -51,6 +51,7 @@ class Scheduler:
         self._thread.start()
         ready.wait()
         if self._load_error is not None:
+            self._thread.join()  # it has ended: nothing of it outlives the failed constructor
             raise self._load_error
 
     def submit(self, request: GenerationRequest, *, on_token: Optional[Callable[[Sequence], None]] = None,
